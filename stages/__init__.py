@@ -1,0 +1,1 @@
+"""PatchCore anomaly detection as DVC pipeline stages."""

@@ -1,0 +1,156 @@
+"""The `patchcore` command: one subcommand per pipeline stage.
+
+Every command validates its parameters before doing any work, and reports bad
+input as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from . import params as P
+from . import paths
+from .errors import UsageError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help=__doc__)
+
+PARAMS = typer.Option(P.DEFAULT_PARAMS, "--params", help="params.yaml to read")
+CATEGORY = typer.Option(..., "--category", "-c", help="category name, one of params.yaml run.categories")
+BACKBONE = typer.Option(..., "--backbone", "-b", help="backbone name, a key of params.yaml backbones")
+
+
+def _selected(params: dict, category: str | None = None, backbone: str | None = None) -> P.RunSelection:
+    run = P.run_selection(params)
+    if backbone is not None:
+        P.backbone_settings(params, backbone)  # unknown names fail here with the allowed list
+    if category is not None and category not in run.categories:
+        raise UsageError(f"category '{category}' is not in params.yaml run.categories ({', '.join(run.categories)}); add it there")
+    return run
+
+
+@app.command()
+def download(category: str = CATEGORY, params_file: Path = PARAMS) -> None:
+    """Materialise one category of the data set under data/<dataset>/<category>/."""
+    from . import download as stage
+    from . import sources
+
+    run = _selected(P.load(params_file), category)
+    sources.source(run.dataset, category)
+    target = stage.run(run.dataset, category, paths.data_dir(run.dataset, category))
+    typer.echo(f"data ready: {target}")
+
+
+@app.command()
+def extract(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Path = PARAMS) -> None:
+    """Patch features of the train and test images, into features/<dataset>/<category>/<backbone>/."""
+    from . import backbones
+    from . import extract as stage
+
+    params = P.load(params_file)
+    run = _selected(params, category, backbone)
+    settings = P.backbone_settings(params, backbone)
+    ex = P.extract_settings(params)
+    root = paths.data_dir(run.dataset, category)
+    if not root.is_dir():
+        raise UsageError(f"data folder {root} not found; run 'patchcore download --category {category}' first")
+    loaded = backbones.build(settings)
+    meta = {"dataset": run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
+    stage.run(root, paths.feature_dir(run.dataset, category, backbone), settings, loaded, ex.batch_size, ex.num_workers, meta)
+    typer.echo(f"features written: {paths.feature_dir(run.dataset, category, backbone)}")
+
+
+@app.command()
+def coreset(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Path = PARAMS) -> None:
+    """Greedy coreset of the training patches: the memory bank (bank.h5)."""
+    from . import coreset as stage
+
+    params = P.load(params_file)
+    run = _selected(params, category, backbone)
+    settings = P.coreset_settings(params)
+    folder = paths.feature_dir(run.dataset, category, backbone)
+    train = folder / "train.h5"
+    if not train.is_file():
+        raise UsageError(f"{train} not found; run 'patchcore extract --category {category} --backbone {backbone}' first")
+    info = stage.run(train, folder / "bank.h5", settings)
+    typer.echo(f"memory bank: {info['bank_size']} of {info['train_patches']} patches -> {folder / 'bank.h5'}")
+
+
+@app.command()
+def evaluate(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Path = PARAMS) -> None:
+    """Score the test images against the bank; write metrics/<dataset>/<backbone>/<category>.json."""
+    from . import evaluate as stage
+    from .atomic import write_json
+
+    params = P.load(params_file)
+    run = _selected(params, category, backbone)
+    settings = P.evaluate_settings(params)
+    bb = P.backbone_settings(params, backbone)
+    folder = paths.feature_dir(run.dataset, category, backbone)
+    for name in ("test.h5", "bank.h5"):
+        if not (folder / name).is_file():
+            raise UsageError(f"{folder / name} not found; run the extract and coreset stages first (dvc repro)")
+    record = stage.run(folder / "test.h5", folder / "bank.h5", paths.data_dir(run.dataset, category), bb, settings)
+    out = paths.metrics_file(run.dataset, category, backbone)
+    write_json(out, record)
+    typer.echo(f"{run.dataset}/{category} x {backbone}: image AUROC {record['image_auroc']:.4f}, pixel AUROC {record['pixel_auroc']} -> {out}")
+
+
+@app.command()
+def summarize(params_file: Path = PARAMS) -> None:
+    """Collect the selected backbones x categories into metrics/summary.json."""
+    from .atomic import write_json
+    from .summary import summarize as build
+
+    run = _selected(P.load(params_file))
+    results: dict[str, dict[str, dict]] = {}
+    # Iterate the selection, not the folder: results of removed entries must not linger.
+    for backbone in run.backbones:
+        for category in run.categories:
+            path = paths.metrics_file(run.dataset, category, backbone)
+            if not path.is_file():
+                raise UsageError(f"{path} not found; run 'patchcore evaluate --category {category} --backbone {backbone}' first")
+            results.setdefault(backbone, {})[category] = json.loads(path.read_text())
+    summary = build(run.dataset, results)
+    write_json(paths.SUMMARY, summary)
+    for backbone in run.backbones:
+        mean = summary[backbone]["mean"]
+        typer.echo(f"{run.dataset} x {backbone} (weights: {summary[backbone]['weights']}): mean image AUROC {mean['image_auroc']}, pixel AUROC {mean['pixel_auroc']}")
+
+
+@app.command()
+def gate(
+    current: Path = typer.Argument(..., help="metrics JSON produced now"),
+    baseline: Path = typer.Argument(..., help="the committed metrics JSON"),
+    tolerance: float = typer.Option(0.002, help="largest allowed change of any AUROC"),
+) -> None:
+    """Fail (exit 1) when any AUROC of BASELINE is missing from CURRENT or moved by more than the tolerance."""
+    from .summary import gate as check
+
+    docs = []
+    for path in (current, baseline):
+        try:
+            docs.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read metrics JSON ({exc.__class__.__name__}); pass the file written by 'patchcore summarize'") from None
+    problems = check(docs[0], docs[1], tolerance)
+    for line in problems:
+        typer.echo(f"metric gate: {line}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"metric gate: every committed AUROC within {tolerance}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The MVTec AD folder layout: which images a category holds, their labels and masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the category root, POSIX style
+    label: int  # 0 good, 1 defective
+    defect: str  # "good" or the defect type
+    mask: str  # relative mask path, "" when there is none
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def find_mask(root: Path, defect: str, stem: str) -> Path | None:
+    """MVTec names masks ``<stem>_mask.png``; other sets (the bundled sample) use ``<stem>.png``."""
+    for name in (f"{stem}_mask.png", f"{stem}.png"):
+        candidate = root / "ground_truth" / defect / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def list_split(root: Path, split: str) -> list[Sample]:
+    """Samples of ``train`` or ``test`` under a category root, sorted by path (so output rows are stable)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"data folder {root} not found; run 'patchcore download' (or 'dvc repro') first")
+    if split == "train":
+        samples = [Sample(p.relative_to(root).as_posix(), 0, GOOD, "") for p in _images(root / "train" / GOOD)]
+        if not samples:
+            raise UsageError(f"{root / 'train' / GOOD}: no training images; PatchCore needs good images there")
+        return samples
+    if split != "test":
+        raise ValueError(split)
+    test = root / "test"
+    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and not d.name.startswith(".")) if test.is_dir() else []
+    has_masks = (root / "ground_truth").is_dir()
+    samples = []
+    for defect in defects:
+        for image in _images(test / defect):
+            if defect == GOOD:
+                samples.append(Sample(image.relative_to(root).as_posix(), 0, GOOD, ""))
+                continue
+            mask = find_mask(root, defect, image.stem)
+            if mask is None and has_masks:
+                raise UsageError(
+                    f"{image}: defect image without a mask; expected {root / 'ground_truth' / defect / (image.stem + '_mask.png')}"
+                )
+            rel_mask = mask.relative_to(root).as_posix() if mask is not None else ""
+            samples.append(Sample(image.relative_to(root).as_posix(), 1, defect, rel_mask))
+    if not samples:
+        raise UsageError(f"{test}: no test images; expected test/good and test/<defect type> folders")
+    if all(s.label == 0 for s in samples) or all(s.label == 1 for s in samples):
+        raise UsageError(f"{test}: AUROC needs both good and defective test images")
+    return sorted(samples, key=lambda s: s.path)

@@ -1,0 +1,82 @@
+"""Stage `extract`: patch features of every train and test image, streamed into HDF5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import h5io
+from .atomic import atomic_path
+from .backbones import LayerTap, LoadedBackbone
+from .dataset import Sample, list_split
+from .features import aggregate
+from .images import image_transform, load_rgb
+from .params import BackboneSettings
+
+SPLITS = ("train", "test")
+
+
+class _Images(Dataset):
+    def __init__(self, root: Path, samples: list[Sample], settings: BackboneSettings):
+        self.root, self.samples, self.transform = root, samples, image_transform(settings)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        image = load_rgb(self.root / self.samples[i].path)
+        return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
+
+
+def feature_grid(tap: LayerTap, settings: BackboneSettings) -> tuple[int, int, int]:
+    """(H, W, D) of the patch grid for this backbone, from one forward pass of a blank image."""
+    with torch.inference_mode():
+        maps = tap(torch.zeros(1, 3, settings.crop, settings.crop))
+        patches = aggregate(maps, settings.target_dim)
+    return patches.shape[1], patches.shape[2], patches.shape[3]
+
+
+def write_split(
+    out: Path,
+    root: Path,
+    split: str,
+    tap: LayerTap,
+    settings: BackboneSettings,
+    weights: str,
+    batch_size: int,
+    num_workers: int,
+    meta: dict,
+) -> None:
+    samples = list_split(root, split)
+    h, w, d = feature_grid(tap, settings)
+    per_image = h * w
+    loader = DataLoader(_Images(root, samples, settings), batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    with atomic_path(out, ".h5") as tmp:
+        with h5io.create(tmp) as f:
+            rows = h5io.create_rows(f, "patches", (len(samples) * per_image, d), per_image)
+            sizes = np.zeros((len(samples), 2), dtype=np.int32)
+            start = 0
+            with torch.inference_mode():
+                for images, hw in tqdm(loader, desc=f"extract {split}", unit="batch"):
+                    patches = aggregate(tap(images), settings.target_dim)
+                    n = patches.shape[0]
+                    rows[start * per_image : (start + n) * per_image] = patches.reshape(-1, d).numpy()
+                    sizes[start : start + n] = hw.numpy()
+                    start += n
+            h5io.write_strings(f, "paths", [s.path for s in samples])
+            h5io.write_array(f, "labels", np.array([s.label for s in samples], dtype=np.int8))
+            h5io.write_strings(f, "defects", [s.defect for s in samples])
+            h5io.write_strings(f, "masks", [s.mask for s in samples])
+            h5io.write_array(f, "sizes", sizes)  # original (height, width) of each image
+            h5io.set_attrs(f, {**meta, "split": split, "grid": np.array([h, w], dtype=np.int32), "weights": weights})
+
+
+def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, batch_size: int, num_workers: int, meta: dict) -> None:
+    torch.manual_seed(0)
+    tap = LayerTap(loaded.model, settings.layers)
+    for split in SPLITS:
+        write_split(Path(out_dir) / f"{split}.h5", root, split, tap, settings, loaded.weights, batch_size, num_workers, meta)

@@ -1,0 +1,51 @@
+"""Deterministic HDF5 files: the same content always gives the same bytes.
+
+DVC decides whether downstream stages rerun by hashing output bytes, so nothing
+time- or order-dependent may enter a file: no timestamps, fixed chunking,
+rows in sorted order, attributes written in a fixed order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+STRING = h5py.string_dtype("utf-8")
+
+
+def create(path: Path) -> h5py.File:
+    # Fixed library version bounds: the on-disk format must not depend on the h5py build's default.
+    return h5py.File(path, "w", libver=("v110", "v110"), track_order=False)
+
+
+def write_strings(group: h5py.Group, name: str, values: list[str]) -> None:
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, track_times=False)
+
+
+def write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
+    group.create_dataset(name, data=values, track_times=False)
+
+
+def create_rows(group: h5py.Group, name: str, shape: tuple[int, int], rows_per_chunk: int) -> h5py.Dataset:
+    return group.create_dataset(
+        name, shape=shape, dtype=np.float32, chunks=(max(1, min(rows_per_chunk, shape[0])), shape[1]), track_times=False
+    )
+
+
+def set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
+    for key in sorted(attrs):
+        value = attrs[key]
+        obj.attrs[key] = value
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def iter_rows(dataset: h5py.Dataset, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start, block) over a 2-D dataset, ``rows`` rows at a time, never the whole array."""
+    for start in range(0, dataset.shape[0], rows):
+        yield start, dataset[start : start + rows]

@@ -1,0 +1,53 @@
+"""Stage `summarize` and the metric gate: tables over backbones and categories (pure dict code)."""
+
+from __future__ import annotations
+
+import math
+
+METRICS = ("image_auroc", "pixel_auroc")
+
+
+def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
+    """results[backbone][category] -> one evaluate record. Returns the summary keyed by backbone then category."""
+    summary: dict = {"dataset": dataset}
+    for backbone, per_category in results.items():
+        entry: dict = {}
+        weights = sorted({r["weights"] for r in per_category.values()})
+        entry["weights"] = "; ".join(weights)
+        for category, record in per_category.items():
+            entry[category] = {m: record.get(m) for m in METRICS}
+        entry["mean"] = {}
+        for m in METRICS:
+            values = [r[m] for r in per_category.values() if r.get(m) is not None]
+            entry["mean"][m] = round(sum(values) / len(values), 6) if values else None
+        summary[backbone] = entry
+    return summary
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def gate(current: dict, baseline: dict, tolerance: float) -> list[str]:
+    """Problems found when ``current`` is compared with the committed ``baseline``; empty means pass.
+
+    Every AUROC in the baseline must still be there and within ``tolerance``.
+    """
+    now, before = _flatten(current), _flatten(baseline)
+    problems = []
+    for key, old in sorted(before.items()):
+        if not key.endswith("auroc") or old is None:
+            continue
+        new = now.get(key)
+        if not isinstance(new, (int, float)) or (isinstance(new, float) and math.isnan(new)):
+            problems.append(f"{key}: committed {old}, now missing")
+        elif abs(new - old) > tolerance:
+            problems.append(f"{key}: committed {old}, now {new} (moved {new - old:+.4f}, tolerance {tolerance})")
+    return problems
