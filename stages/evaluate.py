@@ -19,7 +19,7 @@ def score_images(test_h5: Path, bank_h5: Path, settings: EvaluateSettings, size:
     """Per-image scores and anomaly maps, one image's patches at a time."""
     with h5py.File(bank_h5, "r") as b:
         nearest = NearestBank(b["bank"][()])
-        bank_size = int(b["bank"].shape[0])
+        bank = {"bank_size": int(b["bank"].shape[0]), "coreset_ratio": float(b.attrs["coreset_ratio"]), "train_patches": int(b.attrs["train_patches"])}
     with h5py.File(test_h5, "r") as f:
         h, w = (int(v) for v in f.attrs["grid"])
         per_image = h * w
@@ -39,11 +39,11 @@ def score_images(test_h5: Path, bank_h5: Path, settings: EvaluateSettings, size:
             "paths": h5io.read_strings(f["paths"]),
             "attrs": dict(f.attrs),
         }
-    return scores, maps, info, bank_size
+    return scores, maps, info, bank
 
 
 def run(test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings) -> dict:
-    scores, maps, info, bank_size = score_images(test_h5, bank_h5, settings, backbone.crop)
+    scores, maps, info, bank = score_images(test_h5, bank_h5, settings, backbone.crop)
     masks = np.stack([load_mask(Path(data_root) / m if m else None, backbone) for m in info["masks"]])
     labels = info["labels"]
     attrs = info["attrs"]
@@ -57,6 +57,6 @@ def run(test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSetting
         "test_images": int(len(labels)),
         "defective_images": int(labels.sum()),
         "masks_used": int(sum(1 for m in info["masks"] if m)),
-        "bank_size": bank_size,
+        **bank,
         "blur_sigma": settings.blur_sigma,
     }

@@ -7,14 +7,11 @@ from pathlib import Path
 
 from .errors import UsageError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
 @dataclass(frozen=True)
 class ArchiveSource:
     """One archive holding one category in MVTec layout under ``member_root/``."""
 
-    location: str  # a path relative to the project root (bundled) or an https URL
+    location: str  # a path relative to the project root (where dvc runs the stage) or an https URL
     sha256: str
     member_root: str
     notice: str  # the attribution/licence line that travels with the data
@@ -47,7 +44,7 @@ def source(dataset: str, category: str) -> ArchiveSource:
 
 
 def local_archive(src: ArchiveSource) -> Path:
-    path = PROJECT_ROOT / src.location
+    path = Path(src.location)
     if not path.is_file():
-        raise UsageError(f"{path}: bundled archive missing; restore it with 'git checkout -- {src.location}'")
+        raise UsageError(f"{path}: bundled archive missing; run from the project root, or restore it with 'git checkout -- {src.location}'")
     return path

@@ -1,0 +1,71 @@
+"""Shared fixtures: the repository's own files, a small copy of the bundled sample, a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "data" / "bundled" / "hazelnut_toy.tar.gz"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> Path:
+    """The bundled Hazelnut Toy photos, unpacked once per test session."""
+    dest = tmp_path_factory.mktemp("sample")
+    with tarfile.open(BUNDLED) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "hazelnut_toy"
+
+
+def small_copy(sample_root: Path, dest: Path, train: int = 8, good: int = 3, defective: int = 5) -> Path:
+    """A reduced copy of the sample in MVTec layout, so pipeline tests run in seconds."""
+    def take(sub: str, n: int) -> list[Path]:
+        files = sorted((sample_root / sub).iterdir())[:n]
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, dest / sub / f.name)
+        return files
+
+    take("train/good", train)
+    take("test/good", good)
+    for image in take("test/colour", defective):
+        (dest / "ground_truth/colour").mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_root / "ground_truth/colour" / f"{image.stem}.png", dest / "ground_truth/colour" / f"{image.stem}.png")
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A scratch project folder holding the repository's params.yaml and bundled archive."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "bundled").mkdir(parents=True)
+    shutil.copy(BUNDLED, tmp_path / "data" / "bundled" / BUNDLED.name)
+    return tmp_path
+
+
+def edit_params(project: Path, **changes) -> None:
+    """Set dotted keys in the project's params.yaml, e.g. edit_params(p, **{"coreset.ratio": 0.5})."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from stages.sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
+
+
+def plain_greedy(points: np.ndarray, n_pick: int, start: int) -> list[int]:
+    """Textbook greedy k-center: the reference the fast code must agree with pick for pick."""
+    picks = [start]
+    nearest = np.linalg.norm(points - points[start], axis=1)
+    for _ in range(n_pick - 1):
+        nxt = int(np.argmax(nearest))
+        picks.append(nxt)
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[nxt], axis=1))
+    return picks
+
+
+def clustered(rng, n=3000, dim=16, clusters=12, with_labels=False):
+    centres = rng.normal(scale=10, size=(clusters, dim))
+    labels = rng.integers(clusters, size=n)
+    pts = centres[labels] + rng.normal(scale=0.5, size=(n, dim))
+    return (pts, labels) if with_labels else pts
+
+
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_identical_picks_to_plain_greedy(kind):
+    rng = np.random.default_rng(1)
+    pts = rng.normal(size=(2000, 24)) if kind == "random" else clustered(rng)
+    pts = pts.astype(np.float32)
+    n_pick = 150
+    start = start_index(len(pts), 3)
+    fast = greedy_kcenter(pts, n_pick, start, progress=False)
+    assert fast.tolist() == plain_greedy(pts.astype(np.float64), n_pick, start)
+    assert len(set(fast.tolist())) == n_pick
+
+
+def test_coreset_covers_every_cluster():
+    rng = np.random.default_rng(2)
+    pts, labels = clustered(rng, clusters=12, with_labels=True)
+    picks = greedy_kcenter(pts.astype(np.float32), 12, 0, progress=False)
+    # well separated clusters: k picks land in k different clusters, so no cluster is left uncovered
+    assert sorted(set(labels[picks].tolist())) == list(range(12))
+
+
+def test_projection_is_seeded_and_streams():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 50)).astype(np.float32)
+    m1, m2 = projection_matrix(50, 8, seed=5), projection_matrix(50, 8, seed=5)
+    assert np.array_equal(m1, m2)
+    assert not np.array_equal(m1, projection_matrix(50, 8, seed=6))
+    streamed = project((x[i : i + 128] for i in range(0, 1000, 128)), m1)
+    assert np.allclose(streamed, x @ m1, atol=1e-5)
+
+
+def test_coreset_size_bounds():
+    assert coreset_size(1000, 0.1) == 100
+    assert coreset_size(5, 0.01) == 1
+    assert coreset_size(10, 1.0) == 10
