@@ -57,9 +57,10 @@ def extract(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pat
     root = paths.data_dir(run.dataset, category)
     if not root.is_dir():
         raise UsageError(f"data folder {root} not found; run 'patchcore download --category {category}' first")
+    backbones.geometry(settings)  # architecture, layer names and input size checked at no cost
     loaded = backbones.build(settings)
     meta = {"dataset": run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
-    stage.run(root, paths.feature_dir(run.dataset, category, backbone), settings, loaded, ex.batch_size, ex.num_workers, meta)
+    stage.run(root, paths.feature_dir(run.dataset, category, backbone), settings, loaded, ex, meta)
     typer.echo(f"features written: {paths.feature_dir(run.dataset, category, backbone)}")
 
 
@@ -119,6 +120,33 @@ def summarize(params_file: Path = PARAMS) -> None:
     for backbone in run.backbones:
         mean = summary[backbone]["mean"]
         typer.echo(f"{run.dataset} x {backbone} (weights: {summary[backbone]['weights']}): mean image AUROC {mean['image_auroc']}, pixel AUROC {mean['pixel_auroc']}")
+
+
+@app.command("backbones")
+def list_backbones(params_file: Path = PARAMS) -> None:
+    """List the backbones of params.yaml: layers, feature dims, input size, weights and whether they are here."""
+    from . import backbones
+
+    params = P.load(params_file)
+    rows = [("name", "architecture", "layers", "channels", "stride", "input", "patch grid x dim", "weights", "available")]
+    for name in P._section(params, "backbones"):
+        s = P.backbone_settings(params, name)
+        geo = backbones.geometry(s)
+        status = backbones.weights_status(s)
+        rows.append((
+            name,
+            s.arch,
+            "+".join(s.layers),
+            "+".join(map(str, geo.channels)),
+            "/".join(map(str, geo.strides)),
+            f"{s.resize}->{s.crop}",
+            f"{geo.grid[0]}x{geo.grid[1]}x{s.target_dim}",
+            status.source,
+            "yes" if status.available else "no (download or set weights: PATH)",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -34,6 +36,15 @@ def find_mask(root: Path, defect: str, stem: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def subset(samples: list[Sample], fraction: float, seed: int = 0) -> list[Sample]:
+    """A seeded subset of ``fraction`` of the samples (at least one), kept in path order."""
+    if fraction >= 1.0:
+        return list(samples)
+    k = max(1, int(round(len(samples) * fraction)))
+    keep = np.random.default_rng(seed).choice(len(samples), size=k, replace=False)
+    return [samples[i] for i in sorted(keep)]
 
 
 def list_split(root: Path, split: str) -> list[Sample]:

@@ -57,6 +57,7 @@ def run(test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSetting
         "test_images": int(len(labels)),
         "defective_images": int(labels.sum()),
         "masks_used": int(sum(1 for m in info["masks"] if m)),
+        "train_fraction": float(attrs["train_fraction"]),
         **bank,
         "blur_sigma": settings.blur_sigma,
     }

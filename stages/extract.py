@@ -11,14 +11,11 @@ from tqdm import tqdm
 
 from . import h5io
 from .atomic import atomic_path
-from .backbones import LayerTap, LoadedBackbone
-from .dataset import Sample, list_split
+from .backbones import LayerTap, LoadedBackbone, geometry
+from .dataset import Sample, list_split, subset
 from .features import aggregate
 from .images import image_transform, load_rgb
-from .params import BackboneSettings
-
-SPLITS = ("train", "test")
-
+from .params import BackboneSettings, ExtractSettings
 
 class _Images(Dataset):
     def __init__(self, root: Path, samples: list[Sample], settings: BackboneSettings):
@@ -32,27 +29,18 @@ class _Images(Dataset):
         return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
 
 
-def feature_grid(tap: LayerTap, settings: BackboneSettings) -> tuple[int, int, int]:
-    """(H, W, D) of the patch grid for this backbone, from one forward pass of a blank image."""
-    with torch.inference_mode():
-        maps = tap(torch.zeros(1, 3, settings.crop, settings.crop))
-        patches = aggregate(maps, settings.target_dim)
-    return patches.shape[1], patches.shape[2], patches.shape[3]
-
-
 def write_split(
     out: Path,
     root: Path,
-    split: str,
+    samples: list[Sample],
+    grid: tuple[int, int, int],
     tap: LayerTap,
     settings: BackboneSettings,
-    weights: str,
     batch_size: int,
     num_workers: int,
-    meta: dict,
+    attrs: dict,
 ) -> None:
-    samples = list_split(root, split)
-    h, w, d = feature_grid(tap, settings)
+    h, w, d = grid
     per_image = h * w
     loader = DataLoader(_Images(root, samples, settings), batch_size=batch_size, num_workers=num_workers, shuffle=False)
     with atomic_path(out, ".h5") as tmp:
@@ -61,7 +49,7 @@ def write_split(
             sizes = np.zeros((len(samples), 2), dtype=np.int32)
             start = 0
             with torch.inference_mode():
-                for images, hw in tqdm(loader, desc=f"extract {split}", unit="batch"):
+                for images, hw in tqdm(loader, desc=f"extract {attrs['split']}", unit="batch"):
                     patches = aggregate(tap(images), settings.target_dim)
                     n = patches.shape[0]
                     rows[start * per_image : (start + n) * per_image] = patches.reshape(-1, d).numpy()
@@ -72,11 +60,15 @@ def write_split(
             h5io.write_strings(f, "defects", [s.defect for s in samples])
             h5io.write_strings(f, "masks", [s.mask for s in samples])
             h5io.write_array(f, "sizes", sizes)  # original (height, width) of each image
-            h5io.set_attrs(f, {**meta, "split": split, "grid": np.array([h, w], dtype=np.int32), "weights": weights})
+            h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
 
 
-def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, batch_size: int, num_workers: int, meta: dict) -> None:
-    torch.manual_seed(0)
+def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, extract: ExtractSettings, meta: dict) -> None:
+    fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
+    # List and check both splits before any forward pass, so bad data fails before work starts.
+    splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
     tap = LayerTap(loaded.model, settings.layers)
-    for split in SPLITS:
-        write_split(Path(out_dir) / f"{split}.h5", root, split, tap, settings, loaded.weights, batch_size, num_workers, meta)
+    grid = (*geometry(settings).grid, settings.target_dim)
+    for split, samples in splits.items():
+        attrs = {**meta, "split": split, "weights": loaded.weights, "train_fraction": fraction}
+        write_split(Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs)

@@ -17,7 +17,7 @@ def image_transform(settings: BackboneSettings) -> T.Compose:
     return T.Compose(
         [
             T.ToImage(),
-            T.Resize(settings.resize, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+            T.Resize(settings.resize, interpolation=T.InterpolationMode(settings.interpolation), antialias=True),
             T.CenterCrop(settings.crop),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=list(settings.mean), std=list(settings.std)),

@@ -75,6 +75,17 @@ class BackboneSettings:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     target_dim: int
+    interpolation: str = "bilinear"  # resize filter: CLIP was trained on bicubic resizing
+    train_fraction: float | None = None  # overrides extract.train_fraction for this backbone
+
+
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _fraction(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise UsageError(f"params.yaml: '{where}' must be in (0, 1], got {value!r}; e.g. 0.25 trains on a quarter of train/good")
+    return float(value)
 
 
 def backbone_settings(params: dict, name: str) -> BackboneSettings:
@@ -102,6 +113,10 @@ def backbone_settings(params: dict, name: str) -> BackboneSettings:
     target_dim = _get(entry, where, "target_dim", int)
     if target_dim < 1:
         raise UsageError(f"params.yaml: '{where}.target_dim' must be a positive integer, got {target_dim}")
+    interpolation = entry.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise UsageError(f"params.yaml: '{where}.interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+    fraction = entry.get("train_fraction")
     return BackboneSettings(
         name=name,
         arch=_get(entry, where, "arch", str),
@@ -112,6 +127,8 @@ def backbone_settings(params: dict, name: str) -> BackboneSettings:
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         target_dim=target_dim,
+        interpolation=interpolation,
+        train_fraction=None if fraction is None else _fraction(fraction, f"{where}.train_fraction"),
     )
 
 
@@ -119,6 +136,7 @@ def backbone_settings(params: dict, name: str) -> BackboneSettings:
 class ExtractSettings:
     batch_size: int
     num_workers: int
+    train_fraction: float  # share of train/good used; a backbone's own train_fraction wins
 
 
 def extract_settings(params: dict) -> ExtractSettings:
@@ -127,7 +145,7 @@ def extract_settings(params: dict) -> ExtractSettings:
     num_workers = _get(section, "extract", "num_workers", int)
     if batch_size < 1 or num_workers < 0:
         raise UsageError("params.yaml: 'extract.batch_size' must be >= 1 and 'extract.num_workers' >= 0")
-    return ExtractSettings(batch_size, num_workers)
+    return ExtractSettings(batch_size, num_workers, _fraction(section.get("train_fraction", 1.0), "extract.train_fraction"))
 
 
 @dataclass(frozen=True)

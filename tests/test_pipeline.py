@@ -90,3 +90,27 @@ def test_corrupt_archive_is_refused_and_leaves_nothing(project):
     assert result.returncode == 2
     assert "sha256" in result.stderr and "Traceback" not in result.stderr
     assert files_under(project / "data/sample") == []
+
+
+def test_train_fraction_takes_a_seeded_subset_and_backbone_setting_wins(sample_root, project):
+    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=8, good=1, defective=1)
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "extract.train_fraction": 0.5})
+    train_h5 = project / "features/sample/hazelnut_toy/efficientnet_lite0/train.h5"
+
+    def extracted_paths():
+        assert run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project).returncode == 0
+        with h5py.File(train_h5, "r") as f:
+            return [p.decode() for p in f["paths"][()]], float(f.attrs["train_fraction"])
+
+    half, fraction = extracted_paths()
+    assert len(half) == 4 and half == sorted(half) and fraction == 0.5
+    assert extracted_paths()[0] == half  # the same subset every run
+    edit_params(project, **{"backbones.efficientnet_lite0.train_fraction": 0.25})
+    quarter, fraction = extracted_paths()
+    assert len(quarter) == 2 and fraction == 0.25
+
+
+def test_train_fraction_outside_unit_interval_is_refused(project):
+    edit_params(project, **{"extract.train_fraction": 0})
+    result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
+    assert result.returncode == 2 and "extract.train_fraction" in result.stderr
