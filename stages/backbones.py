@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,35 @@ def _open_clip_cached(name: str) -> tuple[Path | None, str]:
     url_file = Path("~/.cache/clip").expanduser() / Path(urllib.parse.urlsplit(cfg["url"]).path).name
     looked.append(str(url_file))
     return (url_file if url_file.is_file() else None), ", ".join(looked)
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in zf.namelist())
+
+
+def _open_clip_from_file(name: str, path: Path) -> nn.Module:
+    """OpenAI's own .pt files are TorchScript archives; open_clip's (Hugging Face) files are state dicts."""
+    import open_clip
+
+    if _is_torchscript(path):
+        from open_clip.model import build_model_from_openai_state_dict
+
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        # attn_mask is the text tower's causal mask, which open_clip builds itself; scripted copies may carry it.
+        state = {k: v for k, v in state.items() if k != "attn_mask"}
+        return build_model_from_openai_state_dict(state).float()
+    return open_clip.create_model(name, pretrained=str(path), force_quick_gelu=True, require_pretrained=True)
+
+
+def _check_same_architecture(settings: BackboneSettings, library: str, name: str, model: nn.Module) -> None:
+    """A file built for another model (RN101 weights under an RN50 entry) must not load as if it fit."""
+    expected = {k: tuple(v.shape) for k, v in _architecture(library, name, "meta").state_dict().items()}
+    actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected != actual:
+        raise UsageError(f"backbones.{settings.name}.weights: {settings.weights} holds weights of another architecture than {settings.arch}; use the file made for {name}")
 
 
 # ---- resolution --------------------------------------------------------------------------
@@ -299,12 +329,13 @@ def build(settings: BackboneSettings) -> LoadedBackbone:
                         raise _unavailable(settings, status, url)
                     clip = open_clip.create_model(name, pretrained="openai", require_pretrained=True)
                 else:
-                    clip = open_clip.create_model(name, pretrained=str(path), force_quick_gelu=True, require_pretrained=True)
+                    clip = _open_clip_from_file(name, path)
                 description = f"CLIP openai, open_clip {name}"
             else:
-                clip = open_clip.create_model(name, pretrained=settings.weights, force_quick_gelu=True, require_pretrained=True)
+                clip = _open_clip_from_file(name, Path(settings.weights))
                 description = f"file {settings.weights}"
             model = clip.visual
+            _check_same_architecture(settings, library, name, model)
     model.eval()
     return LoadedBackbone(model, description)
 

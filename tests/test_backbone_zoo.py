@@ -156,3 +156,19 @@ def test_whole_pipeline_runs_with_random_weights(name, sample_root, tmp_path):
     with torch.inference_mode():
         expected = aggregate(direct_forward(name, loaded.model, x), s.target_dim).reshape(-1, s.target_dim).numpy()
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_openai_torchscript_file_and_wrong_architecture(tmp_path):
+    """OpenAI publishes CLIP as TorchScript archives; a file of another model must be refused."""
+    import open_clip
+
+    torch.manual_seed(1)
+    # OpenAI's archives hold fp16 weights, which open_clip casts to fp16 on loading: start from such values
+    clip = open_clip.create_model("RN50", pretrained=None, force_quick_gelu=True).half().float()
+    path = tmp_path / "RN50.pt"
+    torch.jit.script(clip).save(str(path))
+    loaded = backbones.build(settings("clip_rn50", weights=str(path)))
+    for key, value in clip.visual.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    with pytest.raises(UsageError, match="another architecture"):
+        backbones.build(settings("clip_rn101", weights=str(path)))
