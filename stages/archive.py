@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import tarfile
 import zipfile
 from pathlib import Path
@@ -10,20 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import UsageError
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False) as bar:
-        while block := f.read(chunk):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
+from .fetch import file_sha256
 
 
 def verify(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise UsageError(f"{path}: sha256 {actual} does not match the expected {expected}; the file is corrupt or not the published one, delete it and fetch it again")
 
@@ -39,12 +30,13 @@ def unpack(archive: Path, member_root: str, dest: Path) -> Path:
     try:
         if name.endswith((".tar.gz", ".tgz", ".tar.xz", ".tar", ".tar.bz2")):
             with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+                # Some archives (MVTec's full one among them) name members "./<category>/...".
+                members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith(prefix)]
                 tar.extractall(dest, members=tqdm(members, desc=f"unpack {archive.name}", leave=False), filter="data")
         elif name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 for info in tqdm(zf.infolist(), desc=f"unpack {archive.name}", leave=False):
-                    if not info.filename.startswith(prefix):
+                    if not info.filename.removeprefix("./").startswith(prefix):
                         continue
                     target = (dest / info.filename).resolve()
                     if not target.is_relative_to(dest.resolve()):
@@ -55,6 +47,8 @@ def unpack(archive: Path, member_root: str, dest: Path) -> Path:
     except tarfile.FilterError as exc:
         raise UsageError(f"{archive}: unsafe member refused ({exc}); the archive is not a plain data set") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the caller reports a full disk
+            raise
         raise UsageError(f"{archive}: cannot unpack ({exc}); delete it and fetch it again") from None
     root = dest / member_root
     if not root.is_dir():

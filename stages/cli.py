@@ -36,12 +36,12 @@ def _selected(params: dict, category: str | None = None, backbone: str | None = 
 def download(category: str = CATEGORY, params_file: Path = PARAMS) -> None:
     """Materialise one category of the data set under data/<dataset>/<category>/."""
     from . import download as stage
-    from . import sources
 
-    run = _selected(P.load(params_file), category)
-    sources.source(run.dataset, category)
-    target = stage.run(run.dataset, category, paths.data_dir(run.dataset, category))
-    typer.echo(f"data ready: {target}")
+    params = P.load(params_file)
+    run = _selected(params, category)
+    spec = P.dataset_spec(params, run.dataset)
+    counts = stage.run(spec, category, paths.data_dir(run.dataset, category))
+    typer.echo(f"data ready: {paths.data_dir(run.dataset, category)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
 
 
 @app.command()

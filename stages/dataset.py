@@ -11,6 +11,12 @@ from .errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 GOOD = "good"
+JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+
+
+def _visible(path: Path) -> bool:
+    """Hidden files and the junk that archivers and file browsers leave behind are not data."""
+    return not path.name.startswith(".") and path.name not in JUNK
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        p for p in folder.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
 
@@ -60,8 +66,7 @@ def list_split(root: Path, split: str) -> list[Sample]:
     if split != "test":
         raise ValueError(split)
     test = root / "test"
-    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and not d.name.startswith(".")) if test.is_dir() else []
-    has_masks = (root / "ground_truth").is_dir()
+    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and _visible(d)) if test.is_dir() else []
     samples = []
     for defect in defects:
         for image in _images(test / defect):
@@ -69,7 +74,9 @@ def list_split(root: Path, split: str) -> list[Sample]:
                 samples.append(Sample(image.relative_to(root).as_posix(), 0, GOOD, ""))
                 continue
             mask = find_mask(root, defect, image.stem)
-            if mask is None and has_masks:
+            # A defect type with a ground_truth folder must have every mask; one without has none,
+            # and its images are left out of the pixel metrics (evaluate says so).
+            if mask is None and (root / "ground_truth" / defect).is_dir():
                 raise UsageError(
                     f"{image}: defect image without a mask; expected {root / 'ground_truth' / defect / (image.stem + '_mask.png')}"
                 )
@@ -80,3 +87,28 @@ def list_split(root: Path, split: str) -> list[Sample]:
     if all(s.label == 0 for s in samples) or all(s.label == 1 for s in samples):
         raise UsageError(f"{test}: AUROC needs both good and defective test images")
     return sorted(samples, key=lambda s: s.path)
+
+
+def unmasked_defects(samples: list[Sample]) -> list[str]:
+    """Defect types whose images have no masks: skipped by the pixel metrics."""
+    return sorted({s.defect for s in samples if s.label == 1 and not s.mask})
+
+
+def validate_category(root: Path, decode) -> dict[str, int]:
+    """Check a category before any feature is computed; return its image counts.
+
+    ``decode(path)`` must fully decode an image and return its (width, height); it raises
+    UsageError naming the file when the file is not a usable image.
+    """
+    train, test = list_split(root, "train"), list_split(root, "test")
+    for sample in train + test:
+        size = decode(root / sample.path)
+        if sample.mask and (mask_size := decode(root / sample.mask)) != size:
+            raise UsageError(f"{root / sample.mask}: mask size {mask_size} differs from its image's {size} ({sample.path}); fix or remove the mask")
+    return {
+        "train_good": len(train),
+        "test_good": sum(1 for s in test if s.label == 0),
+        "test_defective": sum(1 for s in test if s.label == 1),
+        "defect_types": len({s.defect for s in test if s.label == 1}),
+        "masks": sum(1 for s in test if s.mask),
+    }

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError
+from .sources import SOURCES, DatasetSpec
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -53,6 +54,9 @@ class RunSelection:
 def run_selection(params: dict) -> RunSelection:
     run = _section(params, "run")
     dataset = _get(run, "run", "dataset", str)
+    datasets = _section(params, "download")
+    if dataset not in datasets:
+        raise UsageError(f"params.yaml: unknown dataset '{dataset}' in run.dataset; allowed: {', '.join(sorted(datasets))} (keys of 'download:')")
     categories = _get(run, "run", "categories", list)
     backbones = _get(run, "run", "backbones", list)
     if not categories or not backbones:
@@ -181,3 +185,26 @@ def evaluate_settings(params: dict) -> EvaluateSettings:
     if query_batch < 1:
         raise UsageError(f"params.yaml: 'evaluate.query_batch' must be >= 1, got {query_batch}")
     return EvaluateSettings(sigma, query_batch)
+
+
+def dataset_spec(params: dict, name: str) -> DatasetSpec:
+    section = _section(params, "download")
+    where = f"download.{name}"
+    entry = section.get(name)
+    if not isinstance(entry, dict):
+        raise UsageError(f"params.yaml: unknown dataset '{name}'; allowed: {', '.join(sorted(section))}")
+    source = entry.get("source")
+    if source not in SOURCES:
+        raise UsageError(f"params.yaml: '{where}.source' must be one of {', '.join(SOURCES)}, got {source!r}")
+    spec = DatasetSpec(name, source, entry.get("path"), entry.get("url"), entry.get("sha256"))
+    for key in ("path", "url", "sha256"):
+        value = getattr(spec, key)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"params.yaml: '{where}.{key}' must be a string, got {value!r}")
+    if source in ("archive", "folder") and not spec.path:
+        raise UsageError(f"params.yaml: '{where}.path' is required for source '{source}': the local {source} to read")
+    if source == "url" and not (spec.url and spec.sha256):
+        raise UsageError(f"params.yaml: '{where}' needs 'url' and its 'sha256' for source 'url'; the checksum is checked before use")
+    if spec.sha256 is not None and (len(spec.sha256) != 64 or any(c not in "0123456789abcdef" for c in spec.sha256.lower())):
+        raise UsageError(f"params.yaml: '{where}.sha256' must be 64 hexadecimal digits")
+    return spec
