@@ -13,10 +13,10 @@ from .errors import UsageError
 from .fetch import file_sha256
 
 
-def verify(path: Path, expected: str) -> None:
+def verify(path: Path, expected: str, fix: str = "replace it with a good copy") -> None:
     actual = file_sha256(path)
     if actual != expected:
-        raise UsageError(f"{path}: sha256 {actual} does not match the expected {expected}; the file is corrupt or not the published one, delete it and fetch it again")
+        raise UsageError(f"{path}: sha256 {actual} does not match the expected {expected}; the file is damaged or not the expected one: {fix}")
 
 
 def unpack(archive: Path, member_root: str, dest: Path) -> Path:

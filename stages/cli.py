@@ -122,6 +122,33 @@ def summarize(params_file: Path = PARAMS) -> None:
         typer.echo(f"{run.dataset} x {backbone} (weights: {summary[backbone]['weights']}): mean image AUROC {mean['image_auroc']}, pixel AUROC {mean['pixel_auroc']}")
 
 
+@app.command("classes")
+def list_classes(data: Path = typer.Option(Path("data"), help="folder holding <dataset>/<category>/")) -> None:
+    """List the MVTec AD classes and the categories present locally, with image counts."""
+    from .dataset import list_split
+    from .sources import MVTEC
+
+    typer.echo(f"MVTec AD classes ({len(MVTEC)}), source 'mvtec' (train/good, test good, test defective, defect types):")
+    for name, c in MVTEC.items():
+        typer.echo(f"  {name:<11} {c.train_good:>4} {c.test_good:>4} {c.test_defective:>4} {c.defect_types:>2}")
+    typer.echo(f"local categories under {data}/:")
+    found = False
+    for root in sorted(p for p in data.glob("*/*") if (p / "train").is_dir()):
+        found = True
+        try:
+            train, test = list_split(root, "train"), list_split(root, "test")
+        except UsageError as exc:
+            typer.echo(f"  {root.relative_to(data)}: unusable ({exc})")
+            continue
+        defective = [s for s in test if s.label]
+        typer.echo(
+            f"  {root.relative_to(data)}: {len(train)} train/good, {len(test) - len(defective)} test good, "
+            f"{len(defective)} test defective, {sum(1 for s in defective if s.mask)} masks"
+        )
+    if not found:
+        typer.echo("  none yet: run 'dvc repro' or 'patchcore download -c CATEGORY'")
+
+
 @app.command("backbones")
 def list_backbones(params_file: Path = PARAMS) -> None:
     """List the backbones of params.yaml: layers, feature dims, input size, weights and whether they are here."""

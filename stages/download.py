@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -29,11 +30,13 @@ def cache_dir() -> Path:
 def decode_fully(path: Path) -> tuple[int, int]:
     """Decode the whole file (not just its header); return (width, height)."""
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); remove it or resize it")
-            image.load()
-            return image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); remove it or resize it")
+                image.load()
+                return image.size
     except UsageError:
         raise
     except Image.DecompressionBombError:
@@ -52,50 +55,53 @@ def _unpack_into(archive_path: Path, category: str, tmp: Path) -> None:
 def _copy_into(folder: Path, tmp: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: folder not found; it must hold train/good and test/<good|defect type> (MVTec layout)")
-    ignore = shutil.ignore_patterns(".*", *JUNK)
-    for child in sorted(folder.iterdir()):
-        if child.name.startswith(".") or child.name in JUNK:
-            continue
-        if child.is_dir():
-            shutil.copytree(child, tmp / child.name, ignore=ignore)
-        else:
-            shutil.copy2(child, tmp / child.name)
+    # A plain walk rather than shutil.copytree, which would fold a full disk into a generic error.
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in JUNK)
+        out = tmp / Path(top).relative_to(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in sorted(files):
+            if not name.startswith(".") and name not in JUNK:
+                shutil.copy2(Path(top) / name, out / name)
 
 
-def _mvtec_local(path: Path, category: str, tmp: Path) -> None:
+def _mvtec_local(path: Path, category: str, tmp: Path) -> str:
     if path.is_dir():
-        _copy_into(path / category if (path / category).is_dir() else path, tmp)
+        folder = path / category if (path / category).is_dir() else path
+        _copy_into(folder, tmp)
+        return str(folder)
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
-            archive.verify(path, sources.MVTEC_FULL_SHA256)
+            archive.verify(path, sources.MVTEC_FULL_SHA256, "download the MVTec AD archive again")
         _unpack_into(path, category, tmp)  # a per-category archive is checked by its file counts
+        return f"{path}:{category}"
     else:
         raise UsageError(f"{path}: not found; set download.mvtec.path to the MVTec AD archive, a <category>.tar.xz or an extracted folder")
 
 
-def _fill(spec: DatasetSpec, category: str, tmp: Path) -> None:
+def _fill(spec: DatasetSpec, category: str, tmp: Path) -> str:
+    """Put the category's files into ``tmp``; return where they came from, for messages."""
     if spec.source == "bundled":
         path, sha256 = sources.bundled_archive(category)
-        archive.verify(path, sha256)
-        _unpack_into(path, category, tmp)
+        archive.verify(path, sha256, f"restore it with 'git checkout -- {path}'")
+    elif spec.source == "mvtec" and spec.path:
+        return _mvtec_local(Path(spec.path).expanduser(), category, tmp)
     elif spec.source == "mvtec":
-        if spec.path:
-            _mvtec_local(Path(spec.path).expanduser(), category, tmp)
-        else:
-            url = sources.mvtec_category_url(category)
-            _unpack_into(fetch.fetch(url, cache_dir() / "mvtec" / f"{category}.tar.xz"), category, tmp)
+        path = fetch.fetch(sources.mvtec_category_url(category), cache_dir() / "mvtec" / f"{category}.tar.xz")
     elif spec.source == "url":
-        name = Path(spec.url.split("?")[0]).name or "archive"
-        _unpack_into(fetch.fetch(spec.url, cache_dir() / spec.name / name, spec.sha256), category, tmp)
+        path = fetch.fetch(spec.url, cache_dir() / spec.name / (Path(spec.url.split("?")[0]).name or "archive"), spec.sha256)
     elif spec.source == "archive":
         path = Path(spec.path).expanduser()
         if not path.is_file():
             raise UsageError(f"{path}: archive not found; fix download.{spec.name}.path")
         if spec.sha256:
-            archive.verify(path, spec.sha256)
-        _unpack_into(path, category, tmp)
+            archive.verify(path, spec.sha256, f"replace it, or correct download.{spec.name}.sha256 if the file is right")
     else:  # folder
-        _copy_into(Path(spec.path).expanduser() / category, tmp)
+        folder = Path(spec.path).expanduser() / category
+        _copy_into(folder, tmp)
+        return str(folder)
+    _unpack_into(path, category, tmp)
+    return f"{path}:{category}"
 
 
 def _check_mvtec_counts(category: str, counts: dict[str, int]) -> None:
@@ -113,8 +119,12 @@ def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
     sources.check_category(spec, category)
     try:
         with atomic_dir(target) as tmp:
-            _fill(spec, category, tmp)
-            counts = validate_category(tmp, decode_fully)
+            origin = _fill(spec, category, tmp)
+            try:
+                counts = validate_category(tmp, decode_fully)
+            except UsageError as exc:
+                # Name the user's file, not our temporary copy of it.
+                raise UsageError(str(exc).replace(str(tmp), origin)) from None
             if spec.source == "mvtec":
                 _check_mvtec_counts(category, counts)
     except OSError as exc:

@@ -44,16 +44,20 @@ def score_images(test_h5: Path, bank_h5: Path, settings: EvaluateSettings, size:
 
 def run(test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings) -> dict:
     scores, maps, info, bank = score_images(test_h5, bank_h5, settings, backbone.crop)
-    masks = np.stack([load_mask(Path(data_root) / m if m else None, backbone) for m in info["masks"]])
     labels = info["labels"]
     attrs = info["attrs"]
+    # Defective images without a mask cannot be scored per pixel; good images are all-negative.
+    pixel_rows = [i for i, (label, mask) in enumerate(zip(labels, info["masks"])) if label == 0 or mask]
+    masks = np.stack([load_mask(Path(data_root) / info["masks"][i] if info["masks"][i] else None, backbone) for i in pixel_rows])
+    skipped = sorted({info["paths"][i].split("/")[1] for i in set(range(len(labels))) - set(pixel_rows)})
     return {
         "dataset": str(attrs["dataset"]),
         "category": str(attrs["category"]),
         "backbone": backbone.name,
         "weights": str(attrs["weights"]),
         "image_auroc": round(image_auroc(labels, scores), 6),
-        "pixel_auroc": None if (p := pixel_auroc(masks, maps)) is None else round(p, 6),
+        "pixel_auroc": None if (p := pixel_auroc(masks, maps[pixel_rows])) is None else round(p, 6),
+        "pixel_skipped_defect_types": skipped,
         "test_images": int(len(labels)),
         "defective_images": int(labels.sum()),
         "masks_used": int(sum(1 for m in info["masks"] if m)),

@@ -7,8 +7,9 @@ from conftest import edit_params, files_under, run_cli
 
 def assert_clean_failure(result, *needles):
     assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    # progress bars may share stderr; the error itself is exactly one line
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for needle in needles:
         assert needle in lines[0]
 
