@@ -91,13 +91,44 @@ def evaluate(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pa
     settings = P.evaluate_settings(params)
     bb = P.backbone_settings(params, backbone)
     folder = paths.feature_dir(run.dataset, category, backbone)
-    for name in ("test.h5", "bank.h5"):
+    for name in ("train.h5", "test.h5", "bank.h5"):
         if not (folder / name).is_file():
             raise UsageError(f"{folder / name} not found; run the extract and coreset stages first (dvc repro)")
-    record = stage.run(folder / "test.h5", folder / "bank.h5", paths.data_dir(run.dataset, category), bb, settings)
+    record = stage.run(
+        folder / "train.h5", folder / "test.h5", folder / "bank.h5", paths.data_dir(run.dataset, category), bb, settings,
+        paths.plots_dir(run.dataset, category, backbone), folder / "model.json",
+    )
     out = paths.metrics_file(run.dataset, category, backbone)
     write_json(out, record)
-    typer.echo(f"{run.dataset}/{category} x {backbone}: image AUROC {record['image_auroc']:.4f}, pixel AUROC {record['pixel_auroc']} -> {out}")
+    typer.echo(
+        f"{run.dataset}/{category} x {backbone}: image AUROC {record['image_auroc']}, pixel AUROC {record['pixel_auroc']}, "
+        f"AUPRO {record['aupro']} -> {out}"
+    )
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="model folder: features/<dataset>/<category>/<backbone>"),
+    images: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(Path("predictions"), "--out", help="where predictions.jsonl and heatmaps/ go"),
+    params_file: Path = PARAMS,
+) -> None:
+    """Score new images: one JSON line each (score, normalised score, verdict, heatmap PNG)."""
+    from . import predict as stage
+
+    current = None
+    if params_file.is_file():
+        params = P.load(params_file)
+        name = stage.load_model(model)[1].name
+        if name in params.get("backbones", {}):
+            current = P.backbone_settings(params, name)
+    records, failures = stage.run(model, images, out, current)
+    for record in records:
+        typer.echo(json.dumps(record, sort_keys=True))
+    for line in failures:
+        typer.echo(f"error: {line}", err=True)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,4 +1,8 @@
-"""Stage `coreset`: the memory bank, a greedy coreset of the training patches."""
+"""Stage `coreset`: the memory bank, a greedy coreset of the training patches.
+
+A seeded share of the training images is held out of the bank; evaluate scores them to set
+the decision threshold without looking at any test label.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,59 @@ import numpy as np
 
 from . import h5io
 from .atomic import atomic_path
+from .errors import UsageError
 from .params import CoresetSettings
 from .sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
 
-READ_ROWS = 65536
+READ_IMAGES = 64
+
+
+def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the training images kept out of the bank."""
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    k = max(1, int(round(n_images * fraction)))
+    if k >= n_images:
+        raise UsageError(f"coreset.holdout_fraction {fraction} leaves no training image for the memory bank ({n_images} images); lower it")
+    return np.sort(np.random.default_rng(seed).choice(n_images, size=k, replace=False))
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
     with h5py.File(train_h5, "r") as f:
         patches = f["patches"]
         n, d = patches.shape
+        n_images = f["labels"].shape[0]
+        per_image = n // n_images
+        held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
+        bank_images = np.setdiff1d(np.arange(n_images), held)
+        kept_rows = (bank_images[:, None] * per_image + np.arange(per_image)[None]).ravel()
+
+        def blocks():
+            # whole images at a time, so held-out images are skipped without reading them
+            for first in range(0, len(bank_images), READ_IMAGES):
+                group = bank_images[first : first + READ_IMAGES]
+                yield np.concatenate([patches[i * per_image : (i + 1) * per_image] for i in group])
+
         matrix = projection_matrix(d, settings.projection_dim, settings.seed)
-        projected = project((block for _, block in h5io.iter_rows(patches, READ_ROWS)), matrix)
-        picks = greedy_kcenter(projected, coreset_size(n, settings.ratio), start_index(n, settings.seed))
-        order = np.sort(picks)  # h5py reads fancy indices in increasing order only
+        projected = project(blocks(), matrix)
+        picks = greedy_kcenter(projected, coreset_size(len(kept_rows), settings.ratio), start_index(len(kept_rows), settings.seed))
+        order = np.sort(kept_rows[picks])  # h5py reads fancy indices in increasing order only
         bank = patches[order]
-        attrs = {k: f.attrs[k] for k in f.attrs if k not in ("split",)}
+        attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as g:
             h5io.write_array(g, "bank", bank)
             h5io.write_array(g, "indices", order)
-            h5io.set_attrs(g, {**attrs, "coreset_ratio": settings.ratio, "projection_dim": settings.projection_dim, "seed": settings.seed, "train_patches": n})
-    return {"bank_size": int(len(order)), "train_patches": int(n)}
+            h5io.write_array(g, "holdout_images", held)
+            h5io.set_attrs(
+                g,
+                {
+                    **attrs,
+                    "coreset_ratio": settings.ratio,
+                    "projection_dim": settings.projection_dim,
+                    "seed": settings.seed,
+                    "train_patches": len(kept_rows),
+                    "holdout_fraction": settings.holdout_fraction,
+                },
+            )
+    return {"bank_size": int(len(order)), "train_patches": int(len(kept_rows)), "holdout_images": int(len(held))}

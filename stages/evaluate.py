@@ -1,67 +1,148 @@
-"""Stage `evaluate`: score the test patches against the bank and compute AUROC."""
+"""Stage `evaluate`: score held-out and test images against the bank; metrics, threshold, pictures."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
 from pathlib import Path
 
 import h5py
 import numpy as np
+from sklearn.metrics import precision_recall_fscore_support, roc_curve
+from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import h5io
-from .images import load_mask
-from .metrics import image_auroc, pixel_auroc
+from . import figures, h5io
+from .atomic import atomic_path, write_json
+from .images import load_mask, load_rgb
+from .localization import _at_or_above, aupro, count_pixels, region_shares
+from .metrics import bootstrap, image_auroc, pixel_auroc
 from .params import BackboneSettings, EvaluateSettings
-from .scoring import NearestBank, anomaly_map, image_score
+from .scoring import NearestBank, score_images
 
 
-def score_images(test_h5: Path, bank_h5: Path, settings: EvaluateSettings, size: int):
-    """Per-image scores and anomaly maps, one image's patches at a time."""
+def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings: EvaluateSettings, size: int, desc: str):
+    """Scores and maps of the given images of an HDF5 features file, a query batch at a time."""
+    h, w = (int(v) for v in f.attrs["grid"])
+    per_image = h * w
+    step = max(1, settings.query_batch // per_image)
+    scores = np.zeros(len(images), dtype=np.float64)
+    maps = np.zeros((len(images), size, size), dtype=np.float32)
+    for first in tqdm(range(0, len(images), step), desc=desc, unit="batch", disable=len(images) == 0):
+        group = images[first : first + step]
+        block = np.concatenate([f["patches"][i * per_image : (i + 1) * per_image] for i in group])
+        scores[first : first + len(group)], maps[first : first + len(group)] = score_images(
+            nearest, block, (h, w), settings.reweight_neighbours, size, settings.blur_sigma
+        )
+    return scores, maps
+
+
+def network_view(path: Path, backbone: BackboneSettings):
+    """The image as the network sees it (resized and cropped), for pictures."""
+    view = T.Compose([T.Resize(backbone.resize, interpolation=T.InterpolationMode(backbone.interpolation), antialias=True), T.CenterCrop(backbone.crop)])
+    return view(load_rgb(path))
+
+
+def run(
+    train_h5: Path, test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings, plots: Path, model_json: Path
+) -> dict:
+    size = backbone.crop
     with h5py.File(bank_h5, "r") as b:
         nearest = NearestBank(b["bank"][()])
-        bank = {"bank_size": int(b["bank"].shape[0]), "coreset_ratio": float(b.attrs["coreset_ratio"]), "train_patches": int(b.attrs["train_patches"])}
+        held = b["holdout_images"][()]
+        bank_attrs = dict(b.attrs)
+    with h5py.File(train_h5, "r") as f:
+        held_scores, _ = _score_rows(f, held, nearest, settings, size, "score held-out")
     with h5py.File(test_h5, "r") as f:
-        h, w = (int(v) for v in f.attrs["grid"])
-        per_image = h * w
         n = f["labels"].shape[0]
-        images_per_query = max(1, settings.query_batch // per_image)
-        scores = np.zeros(n, dtype=np.float64)
-        maps = np.zeros((n, size, size), dtype=np.float32)
-        for first in tqdm(range(0, n, images_per_query), desc="evaluate", unit="batch"):
-            last = min(n, first + images_per_query)
-            dist = nearest.distances(f["patches"][first * per_image : last * per_image]).reshape(last - first, h, w)
-            for i, patch_scores in enumerate(dist):
-                scores[first + i] = image_score(patch_scores)
-                maps[first + i] = anomaly_map(patch_scores, size, settings.blur_sigma)
-        info = {
-            "labels": f["labels"][()],
-            "masks": h5io.read_strings(f["masks"]),
-            "paths": h5io.read_strings(f["paths"]),
-            "attrs": dict(f.attrs),
-        }
-    return scores, maps, info, bank
+        scores, maps = _score_rows(f, np.arange(n), nearest, settings, size, "score test")
+        labels = f["labels"][()]
+        mask_paths = h5io.read_strings(f["masks"])
+        paths = h5io.read_strings(f["paths"])
+        attrs = dict(f.attrs)
 
-
-def run(test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings) -> dict:
-    scores, maps, info, bank = score_images(test_h5, bank_h5, settings, backbone.crop)
-    labels = info["labels"]
-    attrs = info["attrs"]
     # Defective images without a mask cannot be scored per pixel; good images are all-negative.
-    pixel_rows = [i for i, (label, mask) in enumerate(zip(labels, info["masks"])) if label == 0 or mask]
-    masks = np.stack([load_mask(Path(data_root) / info["masks"][i] if info["masks"][i] else None, backbone) for i in pixel_rows])
-    skipped = sorted({info["paths"][i].split("/")[1] for i in set(range(len(labels))) - set(pixel_rows)})
-    return {
+    pixel_rows = np.array([i for i in range(n) if labels[i] == 0 or mask_paths[i]], dtype=np.int64)
+    masks = np.stack([load_mask(data_root / mask_paths[i] if mask_paths[i] else None, backbone) for i in pixel_rows])
+    skipped = sorted({paths[i].split("/")[1] for i in set(range(n)) - set(pixel_rows.tolist())})
+    has_defect_pixels = bool(masks.any())
+    counts = count_pixels(masks, maps[pixel_rows]) if has_defect_pixels else None
+    neg_total = counts.neg.sum(0) if counts else None
+    pix = pixel_auroc(masks, maps[pixel_rows]) if has_defect_pixels else None
+    pro = aupro(neg_total, region_shares(counts.regions), settings.max_fpr) if counts else None
+    intervals = bootstrap(labels, scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr) if settings.bootstrap else {}
+
+    threshold = float(np.quantile(held_scores, settings.threshold_quantile)) if len(held) else None
+    decision = None
+    if threshold is not None:
+        predicted = scores >= threshold
+        p, r, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
+        decision = {"threshold": round(threshold, 6), "precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f1), 6),
+                    "holdout_images": int(len(held)), "quantile": settings.threshold_quantile}
+
+    record = {
         "dataset": str(attrs["dataset"]),
         "category": str(attrs["category"]),
         "backbone": backbone.name,
         "weights": str(attrs["weights"]),
         "image_auroc": round(image_auroc(labels, scores), 6),
-        "pixel_auroc": None if (p := pixel_auroc(masks, maps[pixel_rows])) is None else round(p, 6),
+        "pixel_auroc": None if pix is None else round(pix, 6),
+        "aupro": None if pro is None else round(pro, 6),
+        "ci95": intervals,
+        "bootstrap_resamples": settings.bootstrap,
+        "aupro_max_fpr": settings.max_fpr,
+        "threshold_metrics": decision,
+        "reweighting": {"on": settings.reweight_neighbours > 1, "neighbours": settings.reweight_neighbours},
         "pixel_skipped_defect_types": skipped,
-        "test_images": int(len(labels)),
+        "test_images": int(n),
         "defective_images": int(labels.sum()),
-        "masks_used": int(sum(1 for m in info["masks"] if m)),
+        "masks_used": int(sum(1 for m in mask_paths if m)),
         "train_fraction": float(attrs["train_fraction"]),
-        **bank,
+        "bank_size": int(nearest.bank.shape[0]),
+        "coreset_ratio": float(bank_attrs["coreset_ratio"]),
+        "train_patches": int(bank_attrs["train_patches"]),
         "blur_sigma": settings.blur_sigma,
     }
+    title = f"{record['dataset']}/{record['category']} x {backbone.name} ({record['weights']})"
+    _write_plots(plots, title, labels, scores, maps, paths, mask_paths, data_root, backbone, record, counts, threshold, held_scores)
+    write_json(model_json, {
+        "backbone": dataclasses.asdict(backbone),
+        "weights": record["weights"],
+        "dataset": record["dataset"],
+        "category": record["category"],
+        "threshold": threshold,
+        "reweight_neighbours": settings.reweight_neighbours,
+        "blur_sigma": settings.blur_sigma,
+        "heat_scale": float(max(held_scores.max() if len(held) else scores.max(), 1e-12)),
+    })
+    return record
+
+
+def _write_plots(plots, title, labels, scores, maps, paths, mask_paths, data_root, backbone, record, counts, threshold, held_scores) -> None:
+    plots.mkdir(parents=True, exist_ok=True)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    write_json(plots / "roc.json", {"roc": [{"fpr": round(float(a), 6), "tpr": round(float(b), 6)} for a, b in zip(fpr, tpr)]})
+    pixel_roc = None
+    if counts is not None:
+        neg, pos = counts.neg.sum(0), counts.pos.sum(0)
+        pixel_roc = (np.r_[0.0, (_at_or_above(neg) / neg.sum())[::-1]], np.r_[0.0, (_at_or_above(pos) / pos.sum())[::-1]])
+    figures.roc_figure(plots / "roc.png", title, (fpr, tpr), record["image_auroc"], pixel_roc, record["pixel_auroc"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "label", "score", "anomalous"])
+    for path, label, score in zip(paths, labels, scores):
+        writer.writerow([path, int(label), f"{score:.6f}", "" if threshold is None else int(score >= threshold)])
+    with atomic_path(plots / "scores.csv", ".csv") as tmp:
+        tmp.write_text(buffer.getvalue())
+    order = np.argsort(-scores, kind="stable")
+    chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
+    vmax = float(np.quantile(maps, 0.999))
+    panels = []
+    for i in chosen:
+        mask = load_mask(data_root / mask_paths[i], backbone) if mask_paths[i] else None
+        verdict = "" if threshold is None else (" anomalous" if scores[i] >= threshold else " good")
+        panels.append({"image": network_view(data_root / paths[i], backbone), "map": maps[i], "mask": mask,
+                       "caption": f"{paths[i]}\nscore {scores[i]:.3f}{verdict}"})
+    figures.maps_figure(plots / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)

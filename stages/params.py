@@ -157,6 +157,7 @@ class CoresetSettings:
     ratio: float
     projection_dim: int
     seed: int
+    holdout_fraction: float  # training images kept out of the bank to set the threshold
 
 
 def coreset_settings(params: dict) -> CoresetSettings:
@@ -167,13 +168,21 @@ def coreset_settings(params: dict) -> CoresetSettings:
     projection_dim = _get(section, "coreset", "projection_dim", int)
     if projection_dim < 1:
         raise UsageError(f"params.yaml: 'coreset.projection_dim' must be a positive integer, got {projection_dim}")
-    return CoresetSettings(ratio, projection_dim, _get(section, "coreset", "seed", int))
+    holdout = section.get("holdout_fraction", 0.0)
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
+        raise UsageError(f"params.yaml: 'coreset.holdout_fraction' must be in [0, 1), got {holdout!r}; 0 disables the threshold")
+    return CoresetSettings(ratio, projection_dim, _get(section, "coreset", "seed", int), float(holdout))
 
 
 @dataclass(frozen=True)
 class EvaluateSettings:
     blur_sigma: float
     query_batch: int
+    reweight_neighbours: int  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
+    threshold_quantile: float  # of the held-out nominal image scores
+    bootstrap: int  # resamples for the confidence intervals
+    max_fpr: float  # AUPRO integration limit
+    seed: int
 
 
 def evaluate_settings(params: dict) -> EvaluateSettings:
@@ -184,7 +193,16 @@ def evaluate_settings(params: dict) -> EvaluateSettings:
     query_batch = _get(section, "evaluate", "query_batch", int)
     if query_batch < 1:
         raise UsageError(f"params.yaml: 'evaluate.query_batch' must be >= 1, got {query_batch}")
-    return EvaluateSettings(sigma, query_batch)
+    b = _get(section, "evaluate", "reweight_neighbours", int)
+    q = float(_get(section, "evaluate", "threshold_quantile", (int, float)))
+    n_boot = _get(section, "evaluate", "bootstrap", int)
+    max_fpr = float(_get(section, "evaluate", "max_fpr", (int, float)))
+    if b < 0 or not 0.0 < q <= 1.0 or n_boot < 0 or not 0.0 < max_fpr <= 1.0:
+        raise UsageError(
+            "params.yaml: need evaluate.reweight_neighbours >= 0, 0 < evaluate.threshold_quantile <= 1, "
+            f"evaluate.bootstrap >= 0 and 0 < evaluate.max_fpr <= 1; got {b}, {q}, {n_boot}, {max_fpr}"
+        )
+    return EvaluateSettings(sigma, query_batch, b, q, n_boot, max_fpr, _get(section, "evaluate", "seed", int))
 
 
 def dataset_spec(params: dict, name: str) -> DatasetSpec:

@@ -17,4 +17,8 @@ def metrics_file(dataset: str, category: str, backbone: str) -> Path:
     return Path("metrics") / dataset / backbone / f"{category}.json"
 
 
+def plots_dir(dataset: str, category: str, backbone: str) -> Path:
+    return Path("plots") / dataset / backbone / category
+
+
 SUMMARY = Path("metrics") / "summary.json"

@@ -1,0 +1,65 @@
+"""PNG pictures people look at: ROC curves and anomaly maps over their images."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, out: Path) -> None:
+    with atomic_path(out, ".png") as tmp:
+        # no timestamps or software tags in the file: same figure, same bytes
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def heat_overlay(image: Image.Image, amap: np.ndarray, vmax: float) -> np.ndarray:
+    """The image with the anomaly map in the jet colours over it, as uint8 RGB."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    heat = matplotlib.colormaps["jet"](np.clip(amap / max(vmax, 1e-12), 0.0, 1.0))[..., :3]
+    return (np.clip(0.55 * base + 0.45 * heat, 0, 1) * 255).astype(np.uint8)
+
+
+def roc_figure(out: Path, title: str, image_roc: tuple, image_auc: float, pixel_roc: tuple | None, pixel_auc: float | None) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(*image_roc, label=f"image, AUROC {image_auc:.4f}")
+    if pixel_roc is not None:
+        ax.plot(*pixel_roc, label=f"pixel, AUROC {pixel_auc:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(textwrap.fill(title, 70), fontsize=8)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def maps_figure(out: Path, title: str, panels: list[dict], vmax: float) -> None:
+    """panels: dicts with image (PIL, network view), map, mask (bool or None), caption."""
+    cols = max(1, len(panels) // 2) if len(panels) > 3 else len(panels)
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, panel in zip(axes.ravel(), panels):
+        ax.imshow(heat_overlay(panel["image"], panel["map"], vmax))
+        if panel["mask"] is not None and panel["mask"].any():
+            ax.contour(panel["mask"].astype(float), levels=[0.5], colors="white", linewidths=1.2)
+        ax.set_title(panel["caption"], fontsize=8)
+    fig.suptitle("\n".join(textwrap.fill(line, 110) for line in title.splitlines()), fontsize=9)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def save_overlay(out: Path, image: Image.Image, amap: np.ndarray, vmax: float) -> None:
+    with atomic_path(out, ".png") as tmp:
+        Image.fromarray(heat_overlay(image, amap, vmax)).save(tmp, format="png")
