@@ -17,7 +17,7 @@ from .errors import UsageError
 from .params import CoresetSettings
 from .sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
 
-READ_IMAGES = 64
+READ_ROWS = 32768  # rows per HDF5 read: 128 MiB at 1024 dims, whatever the image size
 
 
 def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
@@ -28,6 +28,18 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
     if k >= n_images:
         raise UsageError(f"coreset.holdout_fraction {fraction} leaves no training image for the memory bank ({n_images} images); lower it")
     return np.sort(np.random.default_rng(seed).choice(n_images, size=k, replace=False))
+
+
+def _runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) covering the given sorted images, merging neighbours."""
+    runs: list[tuple[int, int]] = []
+    for i in images:
+        start, stop = int(i) * per_image, (int(i) + 1) * per_image
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
@@ -41,10 +53,10 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
         kept_rows = (bank_images[:, None] * per_image + np.arange(per_image)[None]).ravel()
 
         def blocks():
-            # whole images at a time, so held-out images are skipped without reading them
-            for first in range(0, len(bank_images), READ_IMAGES):
-                group = bank_images[first : first + READ_IMAGES]
-                yield np.concatenate([patches[i * per_image : (i + 1) * per_image] for i in group])
+            # contiguous row ranges of the bank images, read in bounded slices (no copies)
+            for start, stop in _runs(bank_images, per_image):
+                for a in range(start, stop, READ_ROWS):
+                    yield patches[a : min(stop, a + READ_ROWS)]
 
         matrix = projection_matrix(d, settings.projection_dim, settings.seed)
         projected = project(blocks(), matrix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-METRICS = ("image_auroc", "pixel_auroc")
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
 def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
@@ -16,6 +16,9 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
         entry["weights"] = "; ".join(weights)
         for category, record in per_category.items():
             entry[category] = {m: record.get(m) for m in METRICS}
+            entry[category]["ci95"] = record.get("ci95", {})
+            if record.get("threshold_metrics"):
+                entry[category]["f1_at_threshold"] = record["threshold_metrics"]["f1"]
         entry["mean"] = {}
         for m in METRICS:
             values = [r[m] for r in per_category.values() if r.get(m) is not None]
@@ -38,12 +41,12 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
 def gate(current: dict, baseline: dict, tolerance: float) -> list[str]:
     """Problems found when ``current`` is compared with the committed ``baseline``; empty means pass.
 
-    Every AUROC in the baseline must still be there and within ``tolerance``.
+    Every AUROC and AUPRO in the baseline must still be there and within ``tolerance``.
     """
     now, before = _flatten(current), _flatten(baseline)
     problems = []
     for key, old in sorted(before.items()):
-        if not key.endswith("auroc") or old is None:
+        if not key.endswith(("auroc", "aupro")) or not isinstance(old, (int, float)) or ".ci95." in key:
             continue
         new = now.get(key)
         if not isinstance(new, (int, float)) or (isinstance(new, float) and math.isnan(new)):

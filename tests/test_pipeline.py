@@ -44,7 +44,10 @@ def test_features_file_layout(pipeline):
         assert all(bool(m) == bool(l) for m, l in zip(masks, labels))
     with h5py.File(folder / "bank.h5", "r") as b, h5py.File(folder / "train.h5", "r") as f:
         idx = b["indices"][()]
-        assert len(idx) == int(8 * 28 * 28 * 0.25)
+        held = b["holdout_images"][()]
+        assert len(held) == 1  # 10% of 8 training images, rounded, kept out for the threshold
+        assert len(idx) == int(7 * 28 * 28 * 0.25)
+        assert not np.isin(idx // (28 * 28), held).any()
         assert np.array_equal(b["bank"][()], f["patches"][()][idx])  # full-dimension rows, not projections
 
 
