@@ -30,26 +30,103 @@ def start_index(n: int, seed: int) -> int:
     return int(np.random.default_rng(seed).integers(n))
 
 
-def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
-    """Indices of ``n_pick`` points chosen by greedy k-center, beginning at ``start``.
+def squared_norms(points: np.ndarray, rows: int = 65536) -> np.ndarray:
+    """Row norms squared, in float64, a block at a time (no N x D float64 copy)."""
+    out = np.empty(len(points), dtype=np.float64)
+    for i in range(0, len(points), rows):
+        block = points[i : i + rows].astype(np.float64)
+        out[i : i + rows] = np.einsum("ij,ij->i", block, block)
+    return out
 
-    Each step picks the point farthest from everything picked so far (ties go to the
-    lowest index), which spreads the picks over the whole feature distribution.
-    Distances are computed in float64 so that the picks do not hinge on rounding.
+
+def _distances(points: np.ndarray, sq: np.ndarray, centre: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distances of ``points[rows]`` (all when None) to ``points[centre]``.
+
+    The one formula both implementations use, so that they see the same numbers.
     """
-    pts = np.asarray(points, dtype=np.float64)
-    n = pts.shape[0]
+    block, block_sq = (points, sq) if rows is None else (points[rows], sq[rows])
+    d2 = block_sq - 2.0 * (block @ points[centre]).astype(np.float64) + sq[centre]
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
+    """Textbook greedy k-center: every step updates every point. The reference for the fast one.
+
+    Each step picks the point farthest from everything picked so far (ties go to the lowest
+    index), which spreads the picks over the whole feature distribution.
+    """
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    n = len(pts)
     if not 1 <= n_pick <= n:
         raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
-    sq_norms = np.einsum("ij,ij->i", pts, pts)
+    sq = squared_norms(pts)
     picks = np.empty(n_pick, dtype=np.int64)
     picks[0] = start
     nearest = np.full(n, np.inf)
-    for i in tqdm(range(n_pick), desc="coreset", unit="pick", disable=not progress, mininterval=1.0):
+    for i in tqdm(range(n_pick), desc="coreset (plain)", unit="pick", disable=not progress, mininterval=1.0):
         if i:
             picks[i] = int(np.argmax(nearest))
-        c = pts[picks[i]]
-        dist = sq_norms - 2.0 * (pts @ c) + sq_norms[picks[i]]
-        np.minimum(nearest, dist, out=nearest)
+        np.minimum(nearest, _distances(pts, sq, picks[i]), out=nearest)
         nearest[picks[i]] = -np.inf  # a picked point is never picked again, whatever rounding says
+    return picks
+
+
+# Skip a group only when the triangle inequality clears it with room for rounding.
+_PRUNE_MARGIN = 1e-4
+
+
+def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
+    """The same picks as greedy_kcenter_plain, with most of the work pruned away.
+
+    Every point belongs to the group of its nearest picked centre; r_j is the largest
+    distance within group j. When centre c is added, a point p of group j can only move to c
+    if d(p, c) < d(p, c_j) <= r_j, and d(p, c) >= d(c, c_j) - r_j, so a group with
+    d(c, c_j) >= 2 r_j keeps all its points and is not looked at. As groups shrink, almost
+    all of them are skipped. Memory: the float32 points plus a few length-N arrays.
+    """
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    n = len(pts)
+    if not 1 <= n_pick <= n:
+        raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
+    sq = squared_norms(pts)
+    picks = np.empty(n_pick, dtype=np.int64)
+    nearest = np.full(n, np.inf)  # distance to the nearest picked centre
+    group = np.zeros(n, dtype=np.int64)  # index (into picks) of that centre
+    radius = np.full(n_pick, -np.inf)  # largest nearest-distance in each group
+    farthest = np.zeros(n_pick, dtype=np.int64)  # lowest-index point attaining it
+    picks[0] = start
+    big = np.iinfo(np.int64).max
+    for i in tqdm(range(n_pick), desc="coreset", unit="pick", disable=not progress, mininterval=1.0):
+        if i:
+            best = radius[:i].max()
+            picks[i] = farthest[:i][radius[:i] == best].min()  # global argmax, ties to the lowest index
+            c = picks[i]
+            centres = picks[:i]
+            centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]).astype(np.float64) + sq[c], 0.0))
+            open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
+            rows = np.flatnonzero(open_groups[group])
+        else:
+            c = picks[0]
+            rows = np.arange(n)
+        # When most groups are open (early on, or on structureless data), whole-array updates are cheaper.
+        full = len(rows) > n // 2
+        if full:
+            rows = np.arange(n)
+        looked = np.unique(group[rows]) if not full else np.arange(i + 1)
+        d = _distances(pts, sq, c, None if full else rows)
+        closer = d < nearest[rows]
+        moved = rows[closer]
+        nearest[moved] = d[closer]
+        group[moved] = i
+        nearest[c] = -np.inf  # a picked point is never picked again
+        group[c] = i
+        # Radius and lowest-index farthest point of every group that was looked at, and the new one.
+        radius[looked] = -np.inf
+        radius[i] = -np.inf
+        g, near = group[rows], nearest[rows]
+        np.maximum.at(radius, g, near)
+        at_max = near == radius[g]
+        farthest[looked] = big
+        farthest[i] = big
+        np.minimum.at(farthest, g[at_max], rows[at_max])
     return picks

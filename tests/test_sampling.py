@@ -56,3 +56,21 @@ def test_coreset_size_bounds():
     assert coreset_size(1000, 0.1) == 100
     assert coreset_size(5, 0.01) == 1
     assert coreset_size(10, 1.0) == 10
+
+
+@pytest.mark.parametrize("kind", ["random", "clustered", "duplicates"])
+def test_pruned_greedy_equals_plain_greedy(kind):
+    from stages.sampling import greedy_kcenter_plain
+
+    rng = np.random.default_rng(7)
+    if kind == "random":
+        pts = rng.normal(size=(6000, 128))
+    elif kind == "clustered":
+        pts = clustered(rng, n=6000, dim=128, clusters=40)
+    else:  # exact duplicates: ties must go to the lowest index in both
+        pts = np.repeat(clustered(rng, n=1500, dim=32, clusters=10), 4, axis=0)
+    pts = pts.astype(np.float32)
+    for n_pick in (60, 600):
+        fast = greedy_kcenter(pts, n_pick, 11, progress=False)
+        plain = greedy_kcenter_plain(pts, n_pick, 11, progress=False)
+        assert np.array_equal(fast, plain), kind
