@@ -73,6 +73,9 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
 
 # Skip a group only when the triangle inequality clears it with room for rounding.
 _PRUNE_MARGIN = 1e-4
+# Pruning pays only when most points can be skipped; otherwise run plain steps and look again later.
+_PRUNE_WHEN_OPEN_BELOW = 0.5
+_RECHECK_EVERY = 32
 
 
 def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
@@ -81,8 +84,10 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     Every point belongs to the group of its nearest picked centre; r_j is the largest
     distance within group j. When centre c is added, a point p of group j can only move to c
     if d(p, c) < d(p, c_j) <= r_j, and d(p, c) >= d(c, c_j) - r_j, so a group with
-    d(c, c_j) >= 2 r_j keeps all its points and is not looked at. As groups shrink, almost
-    all of them are skipped. Memory: the float32 points plus a few length-N arrays.
+    d(c, c_j) >= 2 r_j keeps all its points and is not looked at. As groups shrink, most of
+    them are skipped. Where the data has no structure to exploit (early picks, or i.i.d.
+    noise), plain whole-array steps are run instead, and pruning is tried again every few
+    picks. Memory: the float32 points plus a few length-N arrays.
     """
     pts = np.ascontiguousarray(points, dtype=np.float32)
     n = len(pts)
@@ -92,41 +97,58 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     picks = np.empty(n_pick, dtype=np.int64)
     nearest = np.full(n, np.inf)  # distance to the nearest picked centre
     group = np.zeros(n, dtype=np.int64)  # index (into picks) of that centre
-    radius = np.full(n_pick, -np.inf)  # largest nearest-distance in each group
-    farthest = np.zeros(n_pick, dtype=np.int64)  # lowest-index point attaining it
-    picks[0] = start
+    radius = np.full(n_pick, -np.inf)  # largest nearest-distance in each group (pruned mode)
+    farthest = np.zeros(n_pick, dtype=np.int64)  # lowest-index point attaining it (pruned mode)
     big = np.iinfo(np.int64).max
-    for i in tqdm(range(n_pick), desc="coreset", unit="pick", disable=not progress, mininterval=1.0):
-        if i:
-            best = radius[:i].max()
-            picks[i] = farthest[:i][radius[:i] == best].min()  # global argmax, ties to the lowest index
-            c = picks[i]
-            centres = picks[:i]
-            centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]).astype(np.float64) + sq[c], 0.0))
-            open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
-            rows = np.flatnonzero(open_groups[group])
-        else:
-            c = picks[0]
-            rows = np.arange(n)
-        # When most groups are open (early on, or on structureless data), whole-array updates are cheaper.
-        full = len(rows) > n // 2
-        if full:
-            rows = np.arange(n)
-        looked = np.unique(group[rows]) if not full else np.arange(i + 1)
-        d = _distances(pts, sq, c, None if full else rows)
-        closer = d < nearest[rows]
-        moved = rows[closer]
-        nearest[moved] = d[closer]
-        group[moved] = i
-        nearest[c] = -np.inf  # a picked point is never picked again
-        group[c] = i
-        # Radius and lowest-index farthest point of every group that was looked at, and the new one.
-        radius[looked] = -np.inf
-        radius[i] = -np.inf
+    everything = np.arange(n)
+
+    def refresh(rows: np.ndarray, groups: np.ndarray) -> None:
+        """Radius and lowest-index farthest point of ``groups``, whose members are all in ``rows``."""
+        radius[groups] = -np.inf
+        farthest[groups] = big
         g, near = group[rows], nearest[rows]
         np.maximum.at(radius, g, near)
         at_max = near == radius[g]
-        farthest[looked] = big
-        farthest[i] = big
         np.minimum.at(farthest, g[at_max], rows[at_max])
+
+    def open_rows(i: int, c: int) -> np.ndarray:
+        centres = picks[:i]
+        centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]).astype(np.float64) + sq[c], 0.0))
+        open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
+        return np.flatnonzero(open_groups[group])
+
+    pruning = False
+    picks[0] = start
+    for i in tqdm(range(n_pick), desc="coreset", unit="pick", disable=not progress, mininterval=1.0):
+        if i and pruning:
+            best = radius[:i].max()
+            c = picks[i] = farthest[:i][radius[:i] == best].min()  # the global argmax, ties to the lowest index
+            rows = open_rows(i, c)
+            if len(rows) > n * _PRUNE_WHEN_OPEN_BELOW:
+                pruning = False
+        elif i:
+            c = picks[i] = int(np.argmax(nearest))
+        else:
+            c = start
+        if pruning:
+            looked = np.unique(group[rows])
+            d = _distances(pts, sq, c, rows)
+            closer = d < nearest[rows]
+            moved = rows[closer]
+            nearest[moved] = d[closer]
+            group[moved] = i
+        else:
+            d = _distances(pts, sq, c)
+            closer = d < nearest
+            nearest[closer] = d[closer]
+            group[closer] = i
+        nearest[c] = -np.inf  # a picked point is never picked again
+        group[c] = i
+        if pruning:
+            refresh(rows, np.append(looked, i))
+        elif i % _RECHECK_EVERY == _RECHECK_EVERY - 1 and i + 1 < n_pick:
+            # Would pruning skip most points now? Rebuild the groups and look at the next pick.
+            refresh(everything, np.arange(i + 1))
+            nxt = farthest[: i + 1][radius[: i + 1] == radius[: i + 1].max()].min()
+            pruning = len(open_rows(i + 1, nxt)) <= n * _PRUNE_WHEN_OPEN_BELOW
     return picks
