@@ -1,7 +1,8 @@
 """Coreset benchmark: plain greedy vs the pruned greedy of stages/sampling.py (vs anomalib if installed).
 
-Each method runs in its own process on the same bank (same projection, same start), so
-times and peak memory are comparable within one run; the picks are compared for identity.
+Each method runs in its own process on the same bank, read from an HDF5 file as the coreset
+stage reads it (same projection, same start), so times and peak memory are comparable
+within one run; the picks are compared for identity. Seconds cover projection + selection.
 
     python bench/coreset.py                                  # 20k and 100k x 1536, 1% and 10%
     python bench/coreset.py --sizes 300000 --ratios 0.01 --kinds random
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stages.coreset import READ_ROWS  # noqa: E402
 from stages.sampling import coreset_size, greedy_kcenter, greedy_kcenter_plain, project, projection_matrix, start_index  # noqa: E402
 
 DIM = 1536
@@ -47,28 +51,40 @@ def make_bank(kind: str, n: int, seed: int = 0) -> np.ndarray:
     return (np.tile(real, (tiles, 1))[:n] + rng.normal(scale=1e-3, size=(n, real.shape[1])).astype(np.float32))
 
 
-def worker(method: str, kind: str, n: int, ratio: float, queue) -> None:
-    bank = make_bank(kind, n)
-    k = coreset_size(n, ratio)
-    start = start_index(n, 0)
-    t0 = time.perf_counter()
-    if method == "anomalib":
-        import torch
-        from anomalib.models.components.sampling import KCenterGreedy
+def worker(method: str, bank_file: str, ratio: float, queue) -> None:
+    import h5py
 
-        picks = np.array(KCenterGreedy(torch.from_numpy(bank), sampling_ratio=ratio).select_coreset_idxs())
-    else:
-        projected = project([bank[i : i + 65536] for i in range(0, n, 65536)], projection_matrix(bank.shape[1], 128, 0))
-        fn = greedy_kcenter if method == "pruned" else greedy_kcenter_plain
-        picks = fn(projected, k, start, progress=False)
+    with h5py.File(bank_file, "r") as f:
+        patches = f["patches"]
+        n, d = patches.shape
+        k = coreset_size(n, ratio)
+        start = start_index(n, 0)
+        t0 = time.perf_counter()
+        if method == "anomalib":  # it needs the whole bank as one tensor
+            import torch
+            from anomalib.models.components.sampling import KCenterGreedy
+
+            picks = np.array(KCenterGreedy(torch.from_numpy(patches[()]), sampling_ratio=ratio).select_coreset_idxs())
+        else:  # streamed from HDF5 as the coreset stage does
+            projected = project((patches[i : i + READ_ROWS] for i in range(0, n, READ_ROWS)), projection_matrix(d, 128, 0))
+            fn = greedy_kcenter if method == "pruned" else greedy_kcenter_plain
+            picks = fn(projected, k, start, progress=False)
     seconds = time.perf_counter() - t0
     queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, picks))
 
 
-def measure(method: str, kind: str, n: int, ratio: float):
+def write_bank(kind: str, n: int, path: Path) -> None:
+    import h5py
+
+    bank = make_bank(kind, n)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("patches", data=bank, chunks=(min(4096, n), bank.shape[1]))
+
+
+def measure(method: str, bank_file: Path, ratio: float):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=worker, args=(method, kind, n, ratio, queue))
+    proc = ctx.Process(target=worker, args=(method, str(bank_file), ratio, queue))
     proc.start()
     try:
         result = queue.get()
@@ -93,15 +109,20 @@ def main() -> None:
             args.methods.remove("anomalib")
     print("| bank | N x D | ratio | picks | method | seconds | peak RSS MiB | vs plain | same picks as plain |")
     print("|---|---|---|---|---|---|---|---|---|")
+    tmp = Path(tempfile.mkdtemp())
     for kind in args.kinds:
         for n in args.sizes:
+            bank_file = tmp / f"{kind}_{n}.h5"
+            write_bank(kind, n, bank_file)
             for ratio in args.ratios:
-                results = {m: measure(m, kind, n, ratio) for m in args.methods}
+                results = {m: measure(m, bank_file, ratio) for m in args.methods}
                 base = results.get("plain")
                 for method, (seconds, rss, picks) in results.items():
                     speed = f"{base[0] / seconds:.1f}x" if base else "-"
                     same = "-" if not base or method == "plain" else ("yes" if np.array_equal(np.sort(picks), np.sort(base[2])) and (method != "pruned" or np.array_equal(picks, base[2])) else "no")
                     print(f"| {kind} | {n} x {DIM if kind != 'patches' else 168} | {ratio:.0%} | {len(picks)} | {method} | {seconds:.1f} | {rss:.0f} | {speed} | {same} |", flush=True)
+            bank_file.unlink()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,21 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int) -> np.ndarray:
 
 
 def project(blocks: Iterable[np.ndarray], matrix: np.ndarray) -> np.ndarray:
-    """Project row blocks one at a time, so only the (N, dim_out) result is ever whole in memory."""
-    return np.concatenate([np.asarray(block, dtype=np.float32) @ matrix for block in blocks], axis=0)
+    """Project row blocks one at a time, so only the (N, dim_out) result is ever whole in memory.
+
+    The result is float64: greedy selection compares distances that can differ in the 7th
+    digit, and float32 dot products round differently depending on how many rows one BLAS
+    call gets, which would let two correct implementations pick different points.
+    """
+    return np.concatenate([(np.asarray(block, dtype=np.float32) @ matrix).astype(np.float64) for block in blocks], axis=0)
 
 
 def start_index(n: int, seed: int) -> int:
     return int(np.random.default_rng(seed).integers(n))
 
 
-def squared_norms(points: np.ndarray, rows: int = 65536) -> np.ndarray:
-    """Row norms squared, in float64, a block at a time (no N x D float64 copy)."""
-    out = np.empty(len(points), dtype=np.float64)
-    for i in range(0, len(points), rows):
-        block = points[i : i + rows].astype(np.float64)
-        out[i : i + rows] = np.einsum("ij,ij->i", block, block)
-    return out
+def squared_norms(points: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", points, points)
 
 
 def _distances(points: np.ndarray, sq: np.ndarray, centre: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -45,7 +45,7 @@ def _distances(points: np.ndarray, sq: np.ndarray, centre: int, rows: np.ndarray
     The one formula both implementations use, so that they see the same numbers.
     """
     block, block_sq = (points, sq) if rows is None else (points[rows], sq[rows])
-    d2 = block_sq - 2.0 * (block @ points[centre]).astype(np.float64) + sq[centre]
+    d2 = block_sq - 2.0 * (block @ points[centre]) + sq[centre]
     return np.sqrt(np.maximum(d2, 0.0))
 
 
@@ -55,7 +55,7 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
     Each step picks the point farthest from everything picked so far (ties go to the lowest
     index), which spreads the picks over the whole feature distribution.
     """
-    pts = np.ascontiguousarray(points, dtype=np.float32)
+    pts = np.ascontiguousarray(points, dtype=np.float64)
     n = len(pts)
     if not 1 <= n_pick <= n:
         raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
@@ -87,9 +87,9 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     d(c, c_j) >= 2 r_j keeps all its points and is not looked at. As groups shrink, most of
     them are skipped. Where the data has no structure to exploit (early picks, or i.i.d.
     noise), plain whole-array steps are run instead, and pruning is tried again every few
-    picks. Memory: the float32 points plus a few length-N arrays.
+    picks. Memory: the float64 points (N x 128 x 8 bytes) plus a few length-N arrays.
     """
-    pts = np.ascontiguousarray(points, dtype=np.float32)
+    pts = np.ascontiguousarray(points, dtype=np.float64)
     n = len(pts)
     if not 1 <= n_pick <= n:
         raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
@@ -113,7 +113,7 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
 
     def open_rows(i: int, c: int) -> np.ndarray:
         centres = picks[:i]
-        centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]).astype(np.float64) + sq[c], 0.0))
+        centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]) + sq[c], 0.0))
         open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
         return np.flatnonzero(open_groups[group])
 
