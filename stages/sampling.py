@@ -49,17 +49,21 @@ def _distances(points: np.ndarray, sq: np.ndarray, centre: int, rows: np.ndarray
     return np.sqrt(np.maximum(d2, 0.0))
 
 
+def _prepare(points: np.ndarray, n_pick: int) -> tuple[np.ndarray, np.ndarray]:
+    pts = np.ascontiguousarray(points, dtype=np.float64)
+    if not 1 <= n_pick <= len(pts):
+        raise ValueError(f"n_pick must be in [1, {len(pts)}], got {n_pick}")
+    return pts, squared_norms(pts)
+
+
 def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
     """Textbook greedy k-center: every step updates every point. The reference for the fast one.
 
     Each step picks the point farthest from everything picked so far (ties go to the lowest
     index), which spreads the picks over the whole feature distribution.
     """
-    pts = np.ascontiguousarray(points, dtype=np.float64)
+    pts, sq = _prepare(points, n_pick)
     n = len(pts)
-    if not 1 <= n_pick <= n:
-        raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
-    sq = squared_norms(pts)
     picks = np.empty(n_pick, dtype=np.int64)
     picks[0] = start
     nearest = np.full(n, np.inf)
@@ -89,11 +93,8 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     noise), plain whole-array steps are run instead, and pruning is tried again every few
     picks. Memory: the float64 points (N x 128 x 8 bytes) plus a few length-N arrays.
     """
-    pts = np.ascontiguousarray(points, dtype=np.float64)
+    pts, sq = _prepare(points, n_pick)
     n = len(pts)
-    if not 1 <= n_pick <= n:
-        raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
-    sq = squared_norms(pts)
     picks = np.empty(n_pick, dtype=np.int64)
     nearest = np.full(n, np.inf)  # distance to the nearest picked centre
     group = np.zeros(n, dtype=np.int64)  # index (into picks) of that centre

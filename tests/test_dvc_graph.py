@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, small_copy
+from conftest import REPO, edit_params, small_copy
 
 B0, B1 = "efficientnet_lite0", "efficientnet_lite1"
 
@@ -31,15 +30,7 @@ class Project:
         return set(re.findall(r"Running stage '([^']+)'", self.sh("dvc", "repro", *args)))
 
     def edit(self, **changes) -> None:
-        path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        for dotted, value in changes.items():
-            node = params
-            *parents, last = dotted.split(".")
-            for key in parents:
-                node = node[key]
-            node[last] = value
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        edit_params(self.root, **changes)
 
     def summary(self) -> dict:
         return json.loads((self.root / "metrics/summary.json").read_text())
