@@ -78,7 +78,9 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
 # Skip a group only when the triangle inequality clears it with room for rounding.
 _PRUNE_MARGIN = 1e-4
 # Pruning pays only when most points can be skipped; otherwise run plain steps and look again later.
-_PRUNE_WHEN_OPEN_BELOW = 0.5
+# A pruned step costs a few times more per point looked at than a plain one (gathers, group
+# upkeep), so it must skip most points to pay.
+_PRUNE_WHEN_OPEN_BELOW = 0.2
 _RECHECK_EVERY = 32
 
 
@@ -112,11 +114,12 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
         at_max = near == radius[g]
         np.minimum.at(farthest, g[at_max], rows[at_max])
 
-    def open_rows(i: int, c: int) -> np.ndarray:
+    def open_rows(i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """The groups the new centre ``c`` may take points from, and all their points."""
         centres = picks[:i]
         centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]) + sq[c], 0.0))
         open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
-        return np.flatnonzero(open_groups[group])
+        return np.flatnonzero(open_groups[group]), np.flatnonzero(open_groups)
 
     pruning = False
     picks[0] = start
@@ -124,7 +127,7 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
         if i and pruning:
             best = radius[:i].max()
             c = picks[i] = farthest[:i][radius[:i] == best].min()  # the global argmax, ties to the lowest index
-            rows = open_rows(i, c)
+            rows, looked = open_rows(i, c)
             if len(rows) > n * _PRUNE_WHEN_OPEN_BELOW:
                 pruning = False
         elif i:
@@ -132,7 +135,6 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
         else:
             c = start
         if pruning:
-            looked = np.unique(group[rows])
             d = _distances(pts, sq, c, rows)
             closer = d < nearest[rows]
             moved = rows[closer]
@@ -151,5 +153,5 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
             # Would pruning skip most points now? Rebuild the groups and look at the next pick.
             refresh(everything, np.arange(i + 1))
             nxt = farthest[: i + 1][radius[: i + 1] == radius[: i + 1].max()].min()
-            pruning = len(open_rows(i + 1, nxt)) <= n * _PRUNE_WHEN_OPEN_BELOW
+            pruning = len(open_rows(i + 1, nxt)[0]) <= n * _PRUNE_WHEN_OPEN_BELOW
     return picks
