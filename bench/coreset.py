@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import shutil
 import sys
 import tempfile
@@ -51,6 +50,14 @@ def make_bank(kind: str, n: int, seed: int = 0) -> np.ndarray:
     return (np.tile(real, (tiles, 1))[:n] + rng.normal(scale=1e-3, size=(n, real.shape[1])).astype(np.float32))
 
 
+def peak_rss_mib() -> float:
+    """This process's own high-water mark (ru_maxrss would include the parent's, inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def worker(method: str, bank_file: str, ratio: float, queue) -> None:
     import h5py
 
@@ -70,7 +77,7 @@ def worker(method: str, bank_file: str, ratio: float, queue) -> None:
             fn = greedy_kcenter if method == "pruned" else greedy_kcenter_plain
             picks = fn(projected, k, start, progress=False)
     seconds = time.perf_counter() - t0
-    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, picks))
+    queue.put((seconds, peak_rss_mib(), picks))
 
 
 def write_bank(kind: str, n: int, path: Path) -> None:

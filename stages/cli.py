@@ -60,8 +60,11 @@ def extract(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pat
     backbones.geometry(settings)  # architecture, layer names and input size checked at no cost
     loaded = backbones.build(settings)
     meta = {"dataset": run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
-    stage.run(root, paths.feature_dir(run.dataset, category, backbone), settings, loaded, ex, meta)
-    typer.echo(f"features written: {paths.feature_dir(run.dataset, category, backbone)}")
+    done = stage.run(root, paths.feature_dir(run.dataset, category, backbone), settings, loaded, ex, meta)
+    typer.echo(
+        f"features written: {paths.feature_dir(run.dataset, category, backbone)} "
+        f"({done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s)"
+    )
 
 
 @app.command()

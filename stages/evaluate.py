@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import faiss
 import h5py
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support, roc_curve
@@ -49,8 +50,10 @@ def run(
     train_h5: Path, test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings, plots: Path, model_json: Path
 ) -> dict:
     size = backbone.crop
+    if settings.faiss_threads:
+        faiss.omp_set_num_threads(settings.faiss_threads)
     with h5py.File(bank_h5, "r") as b:
-        nearest = NearestBank(b["bank"][()])
+        nearest = NearestBank(b["bank"][()], settings.approximate_above)
         held = b["holdout_images"][()]
         bank_attrs = dict(b.attrs)
     with h5py.File(train_h5, "r") as f:
@@ -58,6 +61,11 @@ def run(
     with h5py.File(test_h5, "r") as f:
         n = f["labels"].shape[0]
         scores, maps = _score_rows(f, np.arange(n), nearest, settings, size, "score test")
+        search = nearest.describe()
+        if nearest.approximate:
+            # recall of the approximate index on (up to) 20,000 test patches spread over the set
+            rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))
+            search["recall_at_1"] = round(nearest.recall_at_1(f["patches"][rows]), 6)
         labels = f["labels"][()]
         mask_paths = h5io.read_strings(f["masks"])
         paths = h5io.read_strings(f["paths"])
@@ -95,6 +103,7 @@ def run(
         "aupro_max_fpr": settings.max_fpr,
         "threshold_metrics": decision,
         "reweighting": {"on": settings.reweight_neighbours > 1, "neighbours": settings.reweight_neighbours},
+        "search": search,
         "pixel_skipped_defect_types": skipped,
         "test_images": int(n),
         "defective_images": int(labels.sum()),
@@ -116,6 +125,7 @@ def run(
         "reweight_neighbours": settings.reweight_neighbours,
         "blur_sigma": settings.blur_sigma,
         "heat_scale": float(max(held_scores.max() if len(held) else scores.max(), 1e-12)),
+        "approximate_above": settings.approximate_above,
     })
     return record
 

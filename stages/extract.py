@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ def write_split(
     batch_size: int,
     num_workers: int,
     attrs: dict,
+    channels_last: bool = False,
 ) -> None:
     h, w, d = grid
     per_image = h * w
@@ -50,6 +52,8 @@ def write_split(
             start = 0
             with torch.inference_mode():
                 for images, hw in tqdm(loader, desc=f"extract {attrs['split']}", unit="batch"):
+                    if channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
                     patches = aggregate(tap(images), settings.target_dim)
                     n = patches.shape[0]
                     rows[start * per_image : (start + n) * per_image] = patches.reshape(-1, d).numpy()
@@ -63,12 +67,17 @@ def write_split(
             h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
 
 
-def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, extract: ExtractSettings, meta: dict) -> None:
+def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, extract: ExtractSettings, meta: dict) -> dict:
+    """Extract both splits; return the image count and the seconds it took (for throughput)."""
     fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
     # List and check both splits before any forward pass, so bad data fails before work starts.
     splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
+    if extract.channels_last:
+        loaded.model.to(memory_format=torch.channels_last)
     tap = LayerTap(loaded.model, settings.layers)
     grid = (*geometry(settings).grid, settings.target_dim)
+    started = time.perf_counter()
     for split, samples in splits.items():
         attrs = {**meta, "split": split, "weights": loaded.weights, "train_fraction": fraction}
-        write_split(Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs)
+        write_split(Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs, extract.channels_last)
+    return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}

@@ -141,6 +141,7 @@ class ExtractSettings:
     batch_size: int
     num_workers: int
     train_fraction: float  # share of train/good used; a backbone's own train_fraction wins
+    channels_last: bool = False  # NHWC tensors: faster convolutions on some CPUs
 
 
 def extract_settings(params: dict) -> ExtractSettings:
@@ -149,7 +150,10 @@ def extract_settings(params: dict) -> ExtractSettings:
     num_workers = _get(section, "extract", "num_workers", int)
     if batch_size < 1 or num_workers < 0:
         raise UsageError("params.yaml: 'extract.batch_size' must be >= 1 and 'extract.num_workers' >= 0")
-    return ExtractSettings(batch_size, num_workers, _fraction(section.get("train_fraction", 1.0), "extract.train_fraction"))
+    channels_last = section.get("channels_last", False)
+    if not isinstance(channels_last, bool):
+        raise UsageError(f"params.yaml: 'extract.channels_last' must be true or false, got {channels_last!r}")
+    return ExtractSettings(batch_size, num_workers, _fraction(section.get("train_fraction", 1.0), "extract.train_fraction"), channels_last)
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class EvaluateSettings:
     bootstrap: int  # resamples for the confidence intervals
     max_fpr: float  # AUPRO integration limit
     seed: int
+    faiss_threads: int  # 0: faiss's default (all cores)
+    approximate_above: int  # banks with more patches use HNSW; 0: always exact
 
 
 def evaluate_settings(params: dict) -> EvaluateSettings:
@@ -202,7 +208,12 @@ def evaluate_settings(params: dict) -> EvaluateSettings:
             "params.yaml: need evaluate.reweight_neighbours >= 0, 0 < evaluate.threshold_quantile <= 1, "
             f"evaluate.bootstrap >= 0 and 0 < evaluate.max_fpr <= 1; got {b}, {q}, {n_boot}, {max_fpr}"
         )
-    return EvaluateSettings(sigma, query_batch, b, q, n_boot, max_fpr, _get(section, "evaluate", "seed", int))
+    threads = section.get("faiss_threads", 0)
+    approximate = section.get("approximate_above", 0)
+    for key, value in (("faiss_threads", threads), ("approximate_above", approximate)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"params.yaml: 'evaluate.{key}' must be an integer >= 0, got {value!r}")
+    return EvaluateSettings(sigma, query_batch, b, q, n_boot, max_fpr, _get(section, "evaluate", "seed", int), threads, approximate)
 
 
 def dataset_spec(params: dict, name: str) -> DatasetSpec:

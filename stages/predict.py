@@ -42,7 +42,7 @@ def load_model(model_dir: Path) -> tuple[dict, BackboneSettings, NearestBank]:
         raise UsageError(f"{bank_path}: corrupted memory bank ({exc.__class__.__name__}); rerun 'dvc repro' to rebuild it") from None
     if bank.ndim != 2 or bank.shape[1] != settings.target_dim:
         raise UsageError(f"{bank_path}: bank of {bank.shape} does not fit the model's {settings.target_dim}-dim features; rerun 'dvc repro'")
-    return meta, settings, NearestBank(bank)
+    return meta, settings, NearestBank(bank, meta.get("approximate_above", 0))
 
 
 def collect_images(items: list[Path]) -> list[Path]:

@@ -114,10 +114,11 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
         at_max = near == radius[g]
         np.minimum.at(farthest, g[at_max], rows[at_max])
 
+    centre_pts = np.empty((n_pick, pts.shape[1]))  # picked points, contiguous: no gather per step
+
     def open_rows(i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """The groups the new centre ``c`` may take points from, and all their points."""
-        centres = picks[:i]
-        centre_dist = np.sqrt(np.maximum(sq[centres] - 2.0 * (pts[centres] @ pts[c]) + sq[c], 0.0))
+        centre_dist = np.sqrt(np.maximum(sq[picks[:i]] - 2.0 * (centre_pts[:i] @ pts[c]) + sq[c], 0.0))
         open_groups = centre_dist < 2.0 * radius[:i] * (1.0 + _PRUNE_MARGIN) + 1e-12
         return np.flatnonzero(open_groups[group]), np.flatnonzero(open_groups)
 
@@ -147,6 +148,7 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
             group[closer] = i
         nearest[c] = -np.inf  # a picked point is never picked again
         group[c] = i
+        centre_pts[i] = pts[c]
         if pruning:
             refresh(rows, np.append(looked, i))
         elif i % _RECHECK_EVERY == _RECHECK_EVERY - 1 and i + 1 < n_pick:

@@ -10,12 +10,37 @@ from scipy.ndimage import gaussian_filter
 
 
 class NearestBank:
-    """Exact L2 nearest-neighbour search of patches against the memory bank (faiss)."""
+    """L2 nearest-neighbour search of patches against the memory bank (faiss).
 
-    def __init__(self, bank: np.ndarray):
+    Exact (a flat index) by default; banks larger than ``approximate_above`` patches use an
+    HNSW graph, whose recall against exact search the caller can measure with recall_at_1().
+    """
+
+    def __init__(self, bank: np.ndarray, approximate_above: int = 0, hnsw_m: int = 32, ef_search: int = 128):
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
-        self.index = faiss.IndexFlatL2(self.bank.shape[1])
+        d = self.bank.shape[1]
+        self.approximate = bool(approximate_above) and len(self.bank) > approximate_above
+        self.hnsw_m = hnsw_m
+        if self.approximate:
+            self.index = faiss.IndexHNSWFlat(d, hnsw_m)
+            self.index.hnsw.efSearch = ef_search
+        else:
+            self.index = faiss.IndexFlatL2(d)
         self.index.add(self.bank)
+
+    def describe(self) -> dict:
+        if not self.approximate:
+            return {"index": "exact (faiss IndexFlatL2)"}
+        return {"index": f"approximate (faiss IndexHNSWFlat, M={self.hnsw_m}, efSearch={self.index.hnsw.efSearch})"}
+
+    def recall_at_1(self, queries: np.ndarray) -> float:
+        """Share of queries whose approximate nearest bank patch is the exact one."""
+        exact = faiss.IndexFlatL2(self.bank.shape[1])
+        exact.add(self.bank)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        _, truth = exact.search(q, 1)
+        _, found = self.index.search(q, 1)
+        return float(np.mean(truth[:, 0] == found[:, 0]))
 
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Euclidean distances (M, k) and bank indices (M, k) of each query's k nearest bank rows."""

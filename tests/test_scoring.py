@@ -35,3 +35,17 @@ def test_auroc_known_answers():
     masks[1, :2, :2] = True
     maps = masks.astype(np.float32) * 2 + 0.1
     assert pixel_auroc(masks, maps) == 1.0
+
+
+def test_approximate_index_for_large_banks_reports_its_recall():
+    rng = np.random.default_rng(1)
+    bank = rng.normal(size=(3000, 32)).astype(np.float32)
+    queries = rng.normal(size=(500, 32)).astype(np.float32)
+    exact = NearestBank(bank, approximate_above=5000)
+    approx = NearestBank(bank, approximate_above=1000)
+    assert not exact.approximate and approx.approximate
+    assert "HNSW" in approx.describe()["index"] and "Flat" in exact.describe()["index"]
+    recall = approx.recall_at_1(queries)
+    assert 0.9 <= recall <= 1.0
+    agree = np.mean(np.isclose(approx.distances(queries), exact.distances(queries), rtol=1e-5))
+    assert agree == recall  # a miss is exactly a query whose distance differs
