@@ -143,9 +143,8 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
             group[moved] = i
         else:
             d = _distances(pts, sq, c)
-            closer = d < nearest
-            nearest[closer] = d[closer]
-            group[closer] = i
+            np.copyto(group, i, where=d < nearest)  # masked writes: no index arrays on the plain path
+            np.minimum(nearest, d, out=nearest)
         nearest[c] = -np.inf  # a picked point is never picked again
         group[c] = i
         centre_pts[i] = pts[c]
