@@ -61,23 +61,29 @@ def main() -> None:
         transform = image_transform(settings)
         batches = [torch.stack([transform(load_rgb(root / s.path)) for s in samples[i : i + base.batch_size]]) for i in range(0, len(samples), base.batch_size)]
         tap = backbones.LayerTap(loaded.model, settings.layers)
-        with torch.inference_mode():
-            tap(batches[0])  # warm-up
-            t0 = time.perf_counter()
-            for batch in batches:
-                tap(batch)
-            bare = len(samples) / (time.perf_counter() - t0)
+        bare = {}
+        for channels_last in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            loaded.model.to(memory_format=fmt)
+            inputs = [b.contiguous(memory_format=fmt) for b in batches]
+            with torch.inference_mode():
+                tap(inputs[0])  # warm-up
+                t0 = time.perf_counter()
+                for batch in inputs:
+                    tap(batch)
+                bare[channels_last] = len(samples) / (time.perf_counter() - t0)
         print(f"data: bundled Hazelnut Toy photos, {len(samples)} images; backbone {args.backbone} ({loaded.weights}); batch {base.batch_size}; torch threads {torch.get_num_threads()}")
-        print("| configuration | images/s | vs bare forward |")
+        print("| configuration | images/s | vs bare forward (same memory format) |")
         print("|---|---|---|")
-        print(f"| bare forward (tensors in memory, to the tapped layers) | {bare:.1f} | 1.00x |")
+        for channels_last, rate in bare.items():
+            print(f"| bare forward, channels_last={channels_last} (tensors in memory, to the tapped layers) | {rate:.1f} | 1.00x |")
         for workers in (0, 2):
             for channels_last in (False, True):
                 cfg = P.ExtractSettings(base.batch_size, workers, 1.0, channels_last)
                 model = backbones.build(settings)
                 done = extract.run(root, Path(tmp) / f"out_{workers}_{channels_last}", settings, model, cfg, {"dataset": "bench", "category": "x", "backbone": args.backbone, "arch": settings.arch})
                 rate = done["images"] / done["seconds"]
-                print(f"| whole stage, num_workers={workers}, channels_last={channels_last} | {rate:.1f} | {rate / bare:.2f}x |", flush=True)
+                print(f"| whole stage, num_workers={workers}, channels_last={channels_last} | {rate:.1f} | {rate / bare[channels_last]:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Nearest-neighbour search: exact faiss (flat) vs approximate (HNSW), queries/s and recall@1.
 
-    python bench/search.py [--bank 30000 300000] [--queries 100000] [--dim 1024]
+    python bench/search.py [--bank 30000 300000] [--queries 20000] [--dim 1024]
 
 Banks are clustered like patch features (a Gaussian mixture); queries are drawn from the
 same mixture. Both indexes run in this one process on the same data.
@@ -27,7 +27,7 @@ def mixture(rng, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank", type=int, nargs="+", default=[30000, 300000])
-    parser.add_argument("--queries", type=int, default=100000)
+    parser.add_argument("--queries", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=1024)
     args = parser.parse_args()
     rng = np.random.default_rng(0)

@@ -126,6 +126,7 @@ def run(
         "blur_sigma": settings.blur_sigma,
         "heat_scale": float(max(held_scores.max() if len(held) else scores.max(), 1e-12)),
         "approximate_above": settings.approximate_above,
+        "channels_last": bool(attrs.get("channels_last", False)),  # predict must compute exactly as extract did
     })
     return record
 

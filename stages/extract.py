@@ -78,6 +78,6 @@ def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBac
     grid = (*geometry(settings).grid, settings.target_dim)
     started = time.perf_counter()
     for split, samples in splits.items():
-        attrs = {**meta, "split": split, "weights": loaded.weights, "train_fraction": fraction}
+        attrs = {**meta, "split": split, "weights": loaded.weights, "train_fraction": fraction, "channels_last": extract.channels_last}
         write_split(Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs, extract.channels_last)
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}

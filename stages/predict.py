@@ -75,6 +75,8 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, current: BackboneSett
     loaded = build(settings)
     if loaded.weights != meta["weights"]:
         raise UsageError(f"the model was made with weights '{meta['weights']}' but this machine now loads '{loaded.weights}'; use the same weights or rebuild the model")
+    fmt = torch.channels_last if meta.get("channels_last") else torch.contiguous_format
+    loaded.model.to(memory_format=fmt)
     tap, transform = LayerTap(loaded.model, settings.layers), image_transform(settings)
     threshold = meta["threshold"]
     records, failures = [], []
@@ -88,7 +90,7 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, current: BackboneSett
     for first in range(0, len(readable), BATCH):
         group = readable[first : first + BATCH]
         with torch.inference_mode():
-            patches = aggregate(tap(torch.stack([x for _, x in group])), settings.target_dim)
+            patches = aggregate(tap(torch.stack([x for _, x in group]).contiguous(memory_format=fmt)), settings.target_dim)
         grid = (patches.shape[1], patches.shape[2])
         scores, maps = score_images(nearest, patches.reshape(-1, settings.target_dim).numpy(), grid, meta["reweight_neighbours"], settings.crop, meta["blur_sigma"])
         for (path, _), score, amap in zip(group, scores, maps):
