@@ -2,7 +2,7 @@
 
     python bench/extract.py [--backbone efficientnet_lite2] [--repeat 4]
 
-The data are the bundled photos (training images in 4 rotations, plus the test images).
+The data are the bundled photos (training images in 4 flips/rotations, plus the test images).
 "Bare forward" runs the network up to the tapped layers on batches already in memory; the
 stage adds decoding, resizing, patch aggregation and the HDF5 writes. Each stage
 configuration (DataLoader workers, channels-last) is timed in this same run.
@@ -11,16 +11,13 @@ configuration (DataLoader workers, channels-last) is timed in this same run.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
-from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,20 +26,7 @@ from stages import backbones, extract  # noqa: E402
 from stages import params as P  # noqa: E402
 from stages.dataset import list_split  # noqa: E402
 from stages.images import image_transform, load_rgb  # noqa: E402
-
-
-def build_data(dest: Path, repeat: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(REPO / "data/bundled/hazelnut_toy.tar.gz") as tar:
-            tar.extractall(tmp, filter="data")
-        src = Path(tmp) / "hazelnut_toy"
-        shutil.copytree(src / "test", dest / "test")
-        shutil.copytree(src / "ground_truth", dest / "ground_truth")
-        (dest / "train/good").mkdir(parents=True)
-        for photo in sorted((src / "train/good").iterdir()):
-            with Image.open(photo) as im:
-                for k in range(repeat):
-                    im.rotate(90 * k).save(dest / "train/good" / f"{photo.stem}_{k}.jpg", quality=95)
+from sample_data import build_category  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +40,7 @@ def main() -> None:
     loaded = backbones.build(settings)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
-        build_data(root, args.repeat)
+        build_category(root, args.repeat, ".jpg")
         samples = list_split(root, "train") + list_split(root, "test")
         transform = image_transform(settings)
         batches = [torch.stack([transform(load_rgb(root / s.path)) for s in samples[i : i + base.batch_size]]) for i in range(0, len(samples), base.batch_size)]

@@ -14,38 +14,20 @@ unless they are in the local cache (pass --weights pretrained); memory does not 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import yaml
-from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "clip_rn50x16"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def build_category(dest: Path) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(REPO / "data/bundled/hazelnut_toy.tar.gz") as tar:
-            tar.extractall(tmp, filter="data")
-        src = Path(tmp) / "hazelnut_toy"
-        shutil.copytree(src / "test", dest / "test")
-        shutil.copytree(src / "ground_truth", dest / "ground_truth")
-        (dest / "train/good").mkdir(parents=True)
-        n = 0
-        for photo in sorted((src / "train/good").iterdir()):
-            with Image.open(photo) as im:
-                im = im.convert("RGB")
-                for k, op in enumerate([None, *Image.Transpose]):
-                    (im if op is None else im.transpose(op)).save(dest / "train/good" / f"{photo.stem}_{k}.png")
-                    n += 1
-    return n
+from sample_data import build_category  # noqa: E402
 
 
 def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
@@ -76,7 +58,7 @@ def main() -> None:
         params["backbones"][BACKBONE]["weights"] = opts.weights
         params["coreset"]["ratio"] = opts.ratio
         (project / "params.yaml").write_text(yaml.safe_dump(params))
-        n_images = build_category(project / "data/sample/hazelnut_toy")
+        n_images = build_category(project / "data/sample/hazelnut_toy", 8)
         args = ["-c", "hazelnut_toy", "-b", BACKBONE]
         # A quarter of the images first: if extraction streams, its peak does not grow with the data.
         params["extract"]["train_fraction"] = 0.25
