@@ -284,58 +284,51 @@ def build(settings: BackboneSettings) -> LoadedBackbone:
     status = weights_status(settings)
     if settings.weights not in ("random", "pretrained") and not status.available:
         raise UsageError(f"backbones.{settings.name}.weights: file {settings.weights} not found; use 'pretrained', 'random' or a path to a weights file")
-    random_note = "RANDOM initialisation (not pretrained)"
-    # Untrained weights must still be the same in every run, or outputs would change bytes each time.
-    torch.manual_seed(0)
-    if library == "timm":
+    if settings.weights == "random":
+        # Untrained weights must still be the same in every run, or outputs would change bytes
+        # each time; fork_rng keeps the caller's random state as it was.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = _architecture(library, name)
+        description = "RANDOM initialisation (not pretrained)"
+    elif library == "timm":
         model = _architecture(library, name)
-        if settings.weights == "random":
-            description = random_note
-        else:
-            path, description = (_lite_weights_file(name) if settings.weights == "pretrained" else (Path(settings.weights), f"file {settings.weights}"))
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if any(k.startswith("_blocks.") for k in state):
-                state = lite_state_dict_to_timm(state, [len(s) for s in model.blocks])
-            # strict: a missing or unexpected key means the weights are not what we think they are.
-            model.load_state_dict(state, strict=True)
+        path, description = (_lite_weights_file(name) if settings.weights == "pretrained" else (Path(settings.weights), f"file {settings.weights}"))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if any(k.startswith("_blocks.") for k in state):
+            state = lite_state_dict_to_timm(state, [len(s) for s in model.blocks])
+        # strict: a missing or unexpected key means the weights are not what we think they are.
+        model.load_state_dict(state, strict=True)
     elif library == "torchvision":
         model = _architecture(library, name)
-        if settings.weights == "random":
-            description = random_note
+        if settings.weights == "pretrained":
+            weights = _torchvision_weights(name)
+            if not status.available and not _reachable(weights.url):
+                raise _unavailable(settings, status, weights.url)
+            # check_hash: torchvision file names carry a sha256 prefix of their content
+            state = torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", progress=True, check_hash=True)
+            description = f"ImageNet-1k, torchvision {TORCHVISION_WEIGHTS[name]} ({Path(weights.url).name})"
         else:
-            if settings.weights == "pretrained":
-                weights = _torchvision_weights(name)
-                if not status.available and not _reachable(weights.url):
-                    raise _unavailable(settings, status, weights.url)
-                # check_hash: torchvision file names carry a sha256 prefix of their content
-                state = torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", progress=True, check_hash=True)
-                description = f"ImageNet-1k, torchvision {TORCHVISION_WEIGHTS[name]} ({Path(weights.url).name})"
-            else:
-                state = torch.load(settings.weights, map_location="cpu", weights_only=True)
-                description = f"file {settings.weights}"
-            model.load_state_dict(state, strict=True)
+            state = torch.load(settings.weights, map_location="cpu", weights_only=True)
+            description = f"file {settings.weights}"
+        model.load_state_dict(state, strict=True)
     else:
         import open_clip
 
-        if settings.weights == "random":
-            model = _architecture(library, name)
-            description = random_note
-        else:
-            if settings.weights == "pretrained":
-                path = Path(status.looked_at) if status.available else None
-                if path is None:
-                    url = open_clip.get_pretrained_cfg(name, "openai")["url"]
-                    if not _reachable("https://huggingface.co") and not _reachable(url):
-                        raise _unavailable(settings, status, url)
-                    clip = open_clip.create_model(name, pretrained="openai", require_pretrained=True)
-                else:
-                    clip = _open_clip_from_file(name, path)
-                description = f"CLIP openai, open_clip {name}"
+        if settings.weights == "pretrained":
+            if status.available:
+                clip = _open_clip_from_file(name, Path(status.looked_at))
             else:
-                clip = _open_clip_from_file(name, Path(settings.weights))
-                description = f"file {settings.weights}"
-            model = clip.visual
-            _check_same_architecture(settings, library, name, model)
+                url = open_clip.get_pretrained_cfg(name, "openai")["url"]
+                if not _reachable("https://huggingface.co") and not _reachable(url):
+                    raise _unavailable(settings, status, url)
+                clip = open_clip.create_model(name, pretrained="openai", require_pretrained=True)
+            description = f"CLIP openai, open_clip {name}"
+        else:
+            clip = _open_clip_from_file(name, Path(settings.weights))
+            description = f"file {settings.weights}"
+        model = clip.visual
+        _check_same_architecture(settings, library, name, model)
     model.eval()
     return LoadedBackbone(model, description)
 

@@ -119,13 +119,8 @@ def predict(
     """Score new images: one JSON line each (score, normalised score, verdict, heatmap PNG)."""
     from . import predict as stage
 
-    current = None
-    if params_file.is_file():
-        params = P.load(params_file)
-        name = stage.load_model(model)[1].name
-        if name in params.get("backbones", {}):
-            current = P.backbone_settings(params, name)
-    records, failures = stage.run(model, images, out, current)
+    params = P.load(params_file) if params_file.is_file() else None
+    records, failures = stage.run(model, images, out, params)
     for record in records:
         typer.echo(json.dumps(record, sort_keys=True))
     for line in failures:

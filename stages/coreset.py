@@ -13,6 +13,7 @@ import numpy as np
 
 from . import h5io
 from .atomic import atomic_path
+from .dataset import seeded_share
 from .errors import UsageError
 from .params import CoresetSettings
 from .sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
@@ -24,22 +25,10 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of the training images kept out of the bank."""
     if fraction <= 0:
         return np.zeros(0, dtype=np.int64)
-    k = max(1, int(round(n_images * fraction)))
-    if k >= n_images:
+    held = seeded_share(n_images, fraction, seed)
+    if len(held) >= n_images:
         raise UsageError(f"coreset.holdout_fraction {fraction} leaves no training image for the memory bank ({n_images} images); lower it")
-    return np.sort(np.random.default_rng(seed).choice(n_images, size=k, replace=False))
-
-
-def _runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) covering the given sorted images, merging neighbours."""
-    runs: list[tuple[int, int]] = []
-    for i in images:
-        start, stop = int(i) * per_image, (int(i) + 1) * per_image
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], stop)
-        else:
-            runs.append((start, stop))
-    return runs
+    return held
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
@@ -54,7 +43,7 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
 
         def blocks():
             # contiguous row ranges of the bank images, read in bounded slices (no copies)
-            for start, stop in _runs(bank_images, per_image):
+            for start, stop in h5io.image_runs(bank_images, per_image):
                 for a in range(start, stop, READ_ROWS):
                     yield patches[a : min(stop, a + READ_ROWS)]
 

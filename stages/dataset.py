@@ -44,13 +44,17 @@ def find_mask(root: Path, defect: str, stem: str) -> Path | None:
     return None
 
 
+def seeded_share(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded ``fraction`` of n items, at least one."""
+    k = max(1, int(round(n * fraction)))
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
 def subset(samples: list[Sample], fraction: float, seed: int = 0) -> list[Sample]:
     """A seeded subset of ``fraction`` of the samples (at least one), kept in path order."""
     if fraction >= 1.0:
         return list(samples)
-    k = max(1, int(round(len(samples) * fraction)))
-    keep = np.random.default_rng(seed).choice(len(samples), size=k, replace=False)
-    return [samples[i] for i in sorted(keep)]
+    return [samples[i] for i in seeded_share(len(samples), fraction, seed)]
 
 
 def list_split(root: Path, split: str) -> list[Sample]:

@@ -5,20 +5,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 
 import faiss
 import h5py
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support, roc_curve
-from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
 from . import figures, h5io
 from .atomic import atomic_path, write_json
-from .images import load_mask, load_rgb
-from .localization import _at_or_above, aupro, count_pixels, region_shares
+from .images import load_mask, load_rgb, network_view
+from .localization import aupro, count_pixels, region_shares, roc_from_counts
 from .metrics import bootstrap, image_auroc, pixel_auroc
 from .params import BackboneSettings, EvaluateSettings
 from .scoring import NearestBank, score_images
@@ -33,17 +31,11 @@ def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings
     maps = np.zeros((len(images), size, size), dtype=np.float32)
     for first in tqdm(range(0, len(images), step), desc=desc, unit="batch", disable=len(images) == 0):
         group = images[first : first + step]
-        block = np.concatenate([f["patches"][i * per_image : (i + 1) * per_image] for i in group])
+        block = h5io.read_images(f["patches"], group, per_image)
         scores[first : first + len(group)], maps[first : first + len(group)] = score_images(
             nearest, block, (h, w), settings.reweight_neighbours, size, settings.blur_sigma
         )
     return scores, maps
-
-
-def network_view(path: Path, backbone: BackboneSettings):
-    """The image as the network sees it (resized and cropped), for pictures."""
-    view = T.Compose([T.Resize(backbone.resize, interpolation=T.InterpolationMode(backbone.interpolation), antialias=True), T.CenterCrop(backbone.crop)])
-    return view(load_rgb(path))
 
 
 def run(
@@ -69,17 +61,17 @@ def run(
         labels = f["labels"][()]
         mask_paths = h5io.read_strings(f["masks"])
         paths = h5io.read_strings(f["paths"])
+        defects = h5io.read_strings(f["defects"])
         attrs = dict(f.attrs)
 
     # Defective images without a mask cannot be scored per pixel; good images are all-negative.
     pixel_rows = np.array([i for i in range(n) if labels[i] == 0 or mask_paths[i]], dtype=np.int64)
     masks = np.stack([load_mask(data_root / mask_paths[i] if mask_paths[i] else None, backbone) for i in pixel_rows])
-    skipped = sorted({paths[i].split("/")[1] for i in set(range(n)) - set(pixel_rows.tolist())})
-    has_defect_pixels = bool(masks.any())
-    counts = count_pixels(masks, maps[pixel_rows]) if has_defect_pixels else None
-    neg_total = counts.neg.sum(0) if counts else None
-    pix = pixel_auroc(masks, maps[pixel_rows]) if has_defect_pixels else None
-    pro = aupro(neg_total, region_shares(counts.regions), settings.max_fpr) if counts else None
+    skipped = sorted({defects[i] for i in range(n) if labels[i] == 1 and not mask_paths[i]})
+    pixel_maps = maps[pixel_rows]
+    counts = count_pixels(masks, pixel_maps) if masks.any() else None
+    pix = pixel_auroc(masks, pixel_maps) if counts is not None else None
+    pro = aupro(counts.neg.sum(0), region_shares(counts.regions), settings.max_fpr) if counts is not None else None
     intervals = bootstrap(labels, scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr) if settings.bootstrap else {}
 
     threshold = float(np.quantile(held_scores, settings.threshold_quantile)) if len(held) else None
@@ -115,7 +107,8 @@ def run(
         "blur_sigma": settings.blur_sigma,
     }
     title = f"{record['dataset']}/{record['category']} x {backbone.name} ({record['weights']})"
-    _write_plots(plots, title, labels, scores, maps, paths, mask_paths, data_root, backbone, record, counts, threshold, held_scores)
+    mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
+    _write_plots(plots, title, labels, scores, maps, paths, mask_of, data_root, backbone, record, counts, threshold)
     write_json(model_json, {
         "backbone": dataclasses.asdict(backbone),
         "weights": record["weights"],
@@ -131,14 +124,11 @@ def run(
     return record
 
 
-def _write_plots(plots, title, labels, scores, maps, paths, mask_paths, data_root, backbone, record, counts, threshold, held_scores) -> None:
+def _write_plots(plots, title, labels, scores, maps, paths, mask_of, data_root, backbone, record, counts, threshold) -> None:
     plots.mkdir(parents=True, exist_ok=True)
     fpr, tpr, _ = roc_curve(labels, scores)
     write_json(plots / "roc.json", {"roc": [{"fpr": round(float(a), 6), "tpr": round(float(b), 6)} for a, b in zip(fpr, tpr)]})
-    pixel_roc = None
-    if counts is not None:
-        neg, pos = counts.neg.sum(0), counts.pos.sum(0)
-        pixel_roc = (np.r_[0.0, (_at_or_above(neg) / neg.sum())[::-1]], np.r_[0.0, (_at_or_above(pos) / pos.sum())[::-1]])
+    pixel_roc = roc_from_counts(counts.neg.sum(0), counts.pos.sum(0)) if counts is not None else None
     figures.roc_figure(plots / "roc.png", title, (fpr, tpr), record["image_auroc"], pixel_roc, record["pixel_auroc"])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -150,10 +140,10 @@ def _write_plots(plots, title, labels, scores, maps, paths, mask_paths, data_roo
     order = np.argsort(-scores, kind="stable")
     chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
     vmax = float(np.quantile(maps, 0.999))
+    view = network_view(backbone)
     panels = []
     for i in chosen:
-        mask = load_mask(data_root / mask_paths[i], backbone) if mask_paths[i] else None
         verdict = "" if threshold is None else (" anomalous" if scores[i] >= threshold else " good")
-        panels.append({"image": network_view(data_root / paths[i], backbone), "map": maps[i], "mask": mask,
+        panels.append({"image": view(load_rgb(data_root / paths[i])), "map": maps[i], "mask": mask_of.get(int(i)),
                        "caption": f"{paths[i]}\nscore {scores[i]:.3f}{verdict}"})
     figures.maps_figure(plots / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)

@@ -18,6 +18,7 @@ from .features import aggregate
 from .images import image_transform, load_rgb
 from .params import BackboneSettings, ExtractSettings
 
+
 class _Images(Dataset):
     def __init__(self, root: Path, samples: list[Sample], settings: BackboneSettings):
         self.root, self.samples, self.transform = root, samples, image_transform(settings)

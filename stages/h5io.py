@@ -49,3 +49,25 @@ def iter_rows(dataset: h5py.Dataset, rows: int) -> Iterator[tuple[int, np.ndarra
     """Yield (start, block) over a 2-D dataset, ``rows`` rows at a time, never the whole array."""
     for start in range(0, dataset.shape[0], rows):
         yield start, dataset[start : start + rows]
+
+
+def image_runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) covering the given sorted images, neighbours merged.
+
+    Patch files store each image's rows contiguously; reading runs instead of one image at
+    a time avoids a copy per image.
+    """
+    runs: list[tuple[int, int]] = []
+    for i in images:
+        start, stop = int(i) * per_image, (int(i) + 1) * per_image
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
+
+
+def read_images(dataset: h5py.Dataset, images: np.ndarray, per_image: int) -> np.ndarray:
+    """The rows of the given sorted images, in order."""
+    blocks = [dataset[a:b] for a, b in image_runs(images, per_image)]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

@@ -1,4 +1,4 @@
-"""Image decoding and the resize/crop/normalise steps shared by extraction and evaluation."""
+"""Image decoding and the resize/crop/normalise steps shared by extraction, evaluation and predict."""
 
 from __future__ import annotations
 
@@ -13,16 +13,29 @@ from torchvision.transforms.v2 import functional as TF
 from .params import BackboneSettings
 
 
+def _geometry(settings: BackboneSettings) -> list:
+    """Resize and centre-crop to the network's input, the steps every view of an image shares."""
+    return [
+        T.Resize(settings.resize, interpolation=T.InterpolationMode(settings.interpolation), antialias=True),
+        T.CenterCrop(settings.crop),
+    ]
+
+
 def image_transform(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> the normalised tensor the network takes."""
     return T.Compose(
         [
             T.ToImage(),
-            T.Resize(settings.resize, interpolation=T.InterpolationMode(settings.interpolation), antialias=True),
-            T.CenterCrop(settings.crop),
+            *_geometry(settings),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=list(settings.mean), std=list(settings.std)),
         ]
     )
+
+
+def network_view(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> PIL image as the network sees it (resized and cropped), for pictures."""
+    return T.Compose(_geometry(settings))
 
 
 # MVTec images are at most 1024 x 1024; anything past this is refused as a decompression bomb.

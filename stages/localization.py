@@ -69,6 +69,11 @@ def auroc_from_counts(neg: np.ndarray, pos: np.ndarray) -> float | None:
     return float((pos * (below + 0.5 * neg)).sum() / (n_neg * n_pos))
 
 
+def roc_from_counts(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) from high to low thresholds, starting at (0, 0)."""
+    return np.r_[0.0, (_at_or_above(neg) / neg.sum())[::-1]], np.r_[0.0, (_at_or_above(pos) / pos.sum())[::-1]]
+
+
 def region_shares(regions: np.ndarray) -> np.ndarray:
     """(regions, T): the share of each region at or above each threshold."""
     return _at_or_above(regions) / np.maximum(regions.sum(axis=1, keepdims=True), 1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from .localization import aupro, auroc_from_counts, region_shares
+
 
 def image_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(np.asarray(labels, dtype=np.int8), np.asarray(scores, dtype=np.float64)))
@@ -40,8 +42,6 @@ def bootstrap(labels, scores, pixel_rows, counts, n: int, seed: int, max_fpr: fl
 
     ``counts`` (localization.PixelCounts) covers the images listed in ``pixel_rows``.
     """
-    from .localization import aupro, auroc_from_counts, region_shares
-
     labels, scores = np.asarray(labels), np.asarray(scores)
     samples = {"image_auroc": [], "pixel_auroc": [], "aupro": []}
     shares = region_shares(counts.regions) if counts is not None else None

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 from . import figures
@@ -14,10 +13,9 @@ from .atomic import atomic_path
 from .backbones import LayerTap, build
 from .dataset import IMAGE_SUFFIXES, _visible
 from .errors import UsageError
-from .evaluate import network_view
 from .features import aggregate
-from .images import image_transform, load_rgb
-from .params import BackboneSettings
+from .images import image_transform, load_rgb, network_view
+from .params import BackboneSettings, backbone_settings
 from .scoring import NearestBank, score_images
 
 BATCH = 8
@@ -66,9 +64,11 @@ def check_settings(model_settings: BackboneSettings, current: BackboneSettings |
     )
 
 
-def run(model_dir: Path, items: list[Path], out_dir: Path, current: BackboneSettings | None) -> tuple[list[dict], list[str]]:
+def run(model_dir: Path, items: list[Path], out_dir: Path, params: dict | None) -> tuple[list[dict], list[str]]:
+    """Score ``items``; ``params`` (params.yaml, if there is one) must agree with the model's backbone."""
     meta, settings, nearest = load_model(model_dir)
-    check_settings(settings, current)
+    if params is not None and settings.name in params.get("backbones", {}):
+        check_settings(settings, backbone_settings(params, settings.name))
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
@@ -77,25 +77,28 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, current: BackboneSett
         raise UsageError(f"the model was made with weights '{meta['weights']}' but this machine now loads '{loaded.weights}'; use the same weights or rebuild the model")
     fmt = torch.channels_last if meta.get("channels_last") else torch.contiguous_format
     loaded.model.to(memory_format=fmt)
-    tap, transform = LayerTap(loaded.model, settings.layers), image_transform(settings)
+    tap, transform, view = LayerTap(loaded.model, settings.layers), image_transform(settings), network_view(settings)
     threshold = meta["threshold"]
     records, failures = [], []
-    readable: list[tuple[Path, torch.Tensor]] = []
-    for path in images:
-        try:
-            readable.append((path, transform(load_rgb(path))))
-        except Exception as exc:  # one bad file must not stop the others
-            failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
     heat_dir = Path(out_dir) / "heatmaps"
-    for first in range(0, len(readable), BATCH):
-        group = readable[first : first + BATCH]
+    for first in range(0, len(images), BATCH):
+        # a batch at a time: memory does not grow with the number of images
+        group = []
+        for path in images[first : first + BATCH]:
+            try:
+                image = load_rgb(path)
+                group.append((path, transform(image), view(image)))
+            except Exception as exc:  # one bad file must not stop the others
+                failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
+        if not group:
+            continue
         with torch.inference_mode():
-            patches = aggregate(tap(torch.stack([x for _, x in group]).contiguous(memory_format=fmt)), settings.target_dim)
+            patches = aggregate(tap(torch.stack([x for _, x, _ in group]).contiguous(memory_format=fmt)), settings.target_dim)
         grid = (patches.shape[1], patches.shape[2])
         scores, maps = score_images(nearest, patches.reshape(-1, settings.target_dim).numpy(), grid, meta["reweight_neighbours"], settings.crop, meta["blur_sigma"])
-        for (path, _), score, amap in zip(group, scores, maps):
+        for (path, _, picture), score, amap in zip(group, scores, maps):
             heatmap = heat_dir / f"{len(records):05d}_{path.stem}.png"
-            figures.save_overlay(heatmap, network_view(path, settings), amap, meta["heat_scale"])
+            figures.save_overlay(heatmap, picture, amap, meta["heat_scale"])
             records.append({
                 "image": str(path),
                 "score": round(float(score), 6),

@@ -77,9 +77,8 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
 
 # Skip a group only when the triangle inequality clears it with room for rounding.
 _PRUNE_MARGIN = 1e-4
-# Pruning pays only when most points can be skipped; otherwise run plain steps and look again later.
 # A pruned step costs a few times more per point looked at than a plain one (gathers, group
-# upkeep), so it must skip most points to pay.
+# upkeep), so it must skip most points to pay; otherwise run plain steps and look again later.
 _PRUNE_WHEN_OPEN_BELOW = 0.2
 _RECHECK_EVERY = 32
 
@@ -116,6 +115,10 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
 
     centre_pts = np.empty((n_pick, pts.shape[1]))  # picked points, contiguous: no gather per step
 
+    def farthest_point(k: int) -> int:
+        """The point farthest from the first k centres, ties to the lowest index (needs fresh groups)."""
+        return int(farthest[:k][radius[:k] == radius[:k].max()].min())
+
     def open_rows(i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """The groups the new centre ``c`` may take points from, and all their points."""
         centre_dist = np.sqrt(np.maximum(sq[picks[:i]] - 2.0 * (centre_pts[:i] @ pts[c]) + sq[c], 0.0))
@@ -126,8 +129,7 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     picks[0] = start
     for i in tqdm(range(n_pick), desc="coreset", unit="pick", disable=not progress, mininterval=1.0):
         if i and pruning:
-            best = radius[:i].max()
-            c = picks[i] = farthest[:i][radius[:i] == best].min()  # the global argmax, ties to the lowest index
+            c = picks[i] = farthest_point(i)
             rows, looked = open_rows(i, c)
             if len(rows) > n * _PRUNE_WHEN_OPEN_BELOW:
                 pruning = False
@@ -153,6 +155,5 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
         elif i % _RECHECK_EVERY == _RECHECK_EVERY - 1 and i + 1 < n_pick:
             # Would pruning skip most points now? Rebuild the groups and look at the next pick.
             refresh(everything, np.arange(i + 1))
-            nxt = farthest[: i + 1][radius[: i + 1] == radius[: i + 1].max()].min()
-            pruning = len(open_rows(i + 1, nxt)[0]) <= n * _PRUNE_WHEN_OPEN_BELOW
+            pruning = len(open_rows(i + 1, farthest_point(i + 1))[0]) <= n * _PRUNE_WHEN_OPEN_BELOW
     return picks
