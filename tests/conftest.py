@@ -15,8 +15,18 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "data" / "bundled" / "hazelnut_toy.tar.gz"
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, exactly one `error:` line holding every needle, and no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    # progress bars may share stderr; the error itself is exactly one line
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")

@@ -2,48 +2,39 @@
 
 import pytest
 
-from conftest import edit_params, files_under, run_cli
-
-
-def assert_clean_failure(result, *needles):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    # progress bars may share stderr; the error itself is exactly one line
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
+from conftest import assert_usage_error, edit_params, files_under, run_cli
 
 
 def test_unknown_backbone_lists_the_allowed_ones(project):
     result = run_cli("extract", "-c", "hazelnut_toy", "-b", "resnet9000", cwd=project)
-    assert_clean_failure(result, "resnet9000", "efficientnet_lite0", "efficientnet_lite2")
+    assert_usage_error(result, "resnet9000", "efficientnet_lite0", "efficientnet_lite2")
     assert files_under(project / "features") == []
 
 
 def test_unknown_backbone_in_params_selection(project):
     edit_params(project, **{"run.backbones": ["nope"]})
-    assert_clean_failure(run_cli("summarize", cwd=project), "run.backbones", "nope", "efficientnet_lite1")
+    assert_usage_error(run_cli("summarize", cwd=project), "run.backbones", "nope", "efficientnet_lite1")
 
 
 def test_unknown_category(project):
-    assert_clean_failure(run_cli("download", "-c", "carpet", cwd=project), "carpet", "run.categories")
+    assert_usage_error(run_cli("download", "-c", "carpet", cwd=project), "carpet", "run.categories")
     edit_params(project, **{"run.categories": ["carpet"]})
-    assert_clean_failure(run_cli("download", "-c", "carpet", cwd=project), "carpet", "hazelnut_toy")
+    assert_usage_error(run_cli("download", "-c", "carpet", cwd=project), "carpet", "hazelnut_toy")
     assert files_under(project / "data" / "sample") == []
 
 
 @pytest.mark.parametrize("ratio", [0, -0.1, 1.5])
 def test_ratio_outside_unit_interval(project, ratio):
     edit_params(project, **{"coreset.ratio": ratio})
-    assert_clean_failure(run_cli("coreset", "-c", "hazelnut_toy", "-b", "efficientnet_lite2", cwd=project), "coreset.ratio", "(0, 1]")
+    assert_usage_error(run_cli("coreset", "-c", "hazelnut_toy", "-b", "efficientnet_lite2", cwd=project), "coreset.ratio", "(0, 1]")
     assert files_under(project / "features") == []
 
 
 def test_missing_data_folder(project):
     result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite2", cwd=project)
-    assert_clean_failure(result, "data/sample/hazelnut_toy", "download")
+    assert_usage_error(result, "data/sample/hazelnut_toy", "download")
     assert files_under(project / "features") == []
 
 
 def test_missing_params_file(tmp_path):
-    assert_clean_failure(run_cli("summarize", cwd=tmp_path), "params.yaml")
+    assert_usage_error(run_cli("summarize", cwd=tmp_path), "params.yaml")

@@ -1,7 +1,6 @@
 """The CI metric gate and the GitHub workflow."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
