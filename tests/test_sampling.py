@@ -58,19 +58,52 @@ def test_coreset_size_bounds():
     assert coreset_size(10, 1.0) == 10
 
 
-@pytest.mark.parametrize("kind", ["random", "clustered", "duplicates"])
-def test_pruned_greedy_equals_plain_greedy(kind):
+@pytest.mark.parametrize("kind", ["random", "clustered", "duplicates", "far_from_origin"])
+def test_lazy_greedy_equals_plain_greedy(kind):
     from stages.sampling import greedy_kcenter_plain
 
     rng = np.random.default_rng(7)
     if kind == "random":
         pts = rng.normal(size=(6000, 128))
-    elif kind == "clustered":
+    elif kind == "clustered":  # the low-dimensional bound settles most pairs here
         pts = clustered(rng, n=6000, dim=128, clusters=40)
-    else:  # exact duplicates: ties must go to the lowest index in both
+    elif kind == "duplicates":  # exact duplicates: ties must go to the lowest index in both
         pts = np.repeat(clustered(rng, n=1500, dim=32, clusters=10), 4, axis=0)
+    else:  # |x|^2 - 2 x.c + |c|^2 cancels badly here: the bound's margin must still hold
+        pts = clustered(rng, n=4000, dim=64, clusters=20) + 300.0
     pts = pts.astype(np.float32)
     for n_pick in (60, 600):
         fast = greedy_kcenter(pts, n_pick, 11, progress=False)
         plain = greedy_kcenter_plain(pts, n_pick, 11, progress=False)
         assert np.array_equal(fast, plain), kind
+
+
+def test_picking_every_point_orders_them_all():
+    from stages.sampling import greedy_kcenter_plain
+
+    pts = clustered(np.random.default_rng(3), n=400, dim=8, clusters=5).astype(np.float32)
+    fast = greedy_kcenter(pts, 400, 0, progress=False)
+    assert sorted(fast.tolist()) == list(range(400))
+    assert np.array_equal(fast, greedy_kcenter_plain(pts, 400, 0, progress=False))
+    assert greedy_kcenter(pts, 1, 17, progress=False).tolist() == [17]
+
+
+def test_low_dimensional_distance_is_a_lower_bound():
+    from stages.lazy_kcenter import low_dimensional
+
+    rng = np.random.default_rng(4)
+    pts = clustered(rng, n=3000, dim=128, clusters=30).astype(np.float32)
+    low = low_dimensional(pts, dims=16)
+    a, b = rng.integers(3000, size=(2, 5000))
+    full = np.linalg.norm(pts[a].astype(np.float64) - pts[b], axis=1)
+    bound = np.linalg.norm(low[a] - low[b], axis=1)
+    assert np.all(bound <= full * (1 + 1e-9) + 1e-9)
+    # and a useful one: on clustered data the leading directions carry most of the distance
+    assert np.median(bound / np.maximum(full, 1e-12)) > 0.8
+
+
+def test_non_finite_points_are_refused():
+    pts = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    pts[7, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        greedy_kcenter(pts, 5, 0, progress=False)
