@@ -140,12 +140,15 @@ def _pick(points, norms, low, centres, centre_norms, centre_low, picks, keys, id
 
 def low_dimensional(points: np.ndarray, dims: int = LOW_DIMS, sample: int = 20000, rows: int = 65536) -> np.ndarray:
     """The points' coordinates in their ``dims`` leading principal directions (float64, centred)."""
+    dims = min(dims, points.shape[1])
+    if len(points) < 2:  # no directions to estimate; an all-zero bound never rules a centre out
+        return np.zeros((len(points), dims))
     step = max(1, len(points) // sample)
     subset = points[::step].astype(np.float64)
     mean = subset.mean(axis=0)
     _, vectors = np.linalg.eigh(np.cov(subset, rowvar=False))
-    basis = np.ascontiguousarray(vectors[:, ::-1][:, : min(dims, points.shape[1])])
-    out = np.empty((len(points), basis.shape[1]))
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, :dims])
+    out = np.empty((len(points), dims))
     for a in range(0, len(points), rows):  # bounded float64 temporaries
         out[a : a + rows] = (points[a : a + rows].astype(np.float64) - mean) @ basis
     return out

@@ -86,6 +86,9 @@ def test_picking_every_point_orders_them_all():
     assert sorted(fast.tolist()) == list(range(400))
     assert np.array_equal(fast, greedy_kcenter_plain(pts, 400, 0, progress=False))
     assert greedy_kcenter(pts, 1, 17, progress=False).tolist() == [17]
+    assert greedy_kcenter(pts[:1], 1, 0, progress=False).tolist() == [0]  # a single patch
+    same = np.repeat(pts[:1], 5, axis=0)  # all equal: every tie goes to the lowest index
+    assert greedy_kcenter(same, 5, 2, progress=False).tolist() == greedy_kcenter_plain(same, 5, 2, progress=False).tolist() == [2, 0, 1, 3, 4]
 
 
 def test_low_dimensional_distance_is_a_lower_bound():
