@@ -93,11 +93,6 @@ def list_split(root: Path, split: str) -> list[Sample]:
     return sorted(samples, key=lambda s: s.path)
 
 
-def unmasked_defects(samples: list[Sample]) -> list[str]:
-    """Defect types whose images have no masks: skipped by the pixel metrics."""
-    return sorted({s.defect for s in samples if s.label == 1 and not s.mask})
-
-
 def validate_category(root: Path, decode) -> dict[str, int]:
     """Check a category before any feature is computed; return its image counts.
 

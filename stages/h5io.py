@@ -8,7 +8,6 @@ rows in sorted order, attributes written in a fixed order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -43,12 +42,6 @@ def set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
-
-
-def iter_rows(dataset: h5py.Dataset, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start, block) over a 2-D dataset, ``rows`` rows at a time, never the whole array."""
-    for start in range(0, dataset.shape[0], rows):
-        yield start, dataset[start : start + rows]
 
 
 def image_runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
