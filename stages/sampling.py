@@ -46,11 +46,9 @@ def _distances(points: np.ndarray, sq: np.ndarray, centre: int) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0.0))
 
 
-def _prepare(points: np.ndarray, n_pick: int) -> tuple[np.ndarray, np.ndarray]:
-    pts = np.ascontiguousarray(points, dtype=np.float64)
-    if not 1 <= n_pick <= len(pts):
-        raise ValueError(f"n_pick must be in [1, {len(pts)}], got {n_pick}")
-    return pts, squared_norms(pts)
+def _check_pick_count(n: int, n_pick: int) -> None:
+    if not 1 <= n_pick <= n:
+        raise ValueError(f"n_pick must be in [1, {n}], got {n_pick}")
 
 
 def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
@@ -59,7 +57,9 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
     Each step picks the point farthest from everything picked so far (ties go to the lowest
     index), which spreads the picks over the whole feature distribution.
     """
-    pts, sq = _prepare(points, n_pick)
+    pts = np.ascontiguousarray(points, dtype=np.float64)
+    _check_pick_count(len(pts), n_pick)
+    sq = squared_norms(pts)
     n = len(pts)
     picks = np.empty(n_pick, dtype=np.int64)
     picks[0] = start
@@ -79,8 +79,7 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     few length-N arrays; never N x N.
     """
     points = np.asarray(points)
-    if not 1 <= n_pick <= len(points):
-        raise ValueError(f"n_pick must be in [1, {len(points)}], got {n_pick}")
+    _check_pick_count(len(points), n_pick)
     if not np.isfinite(points).all():
         raise ValueError("the points hold NaN or infinite values")
     with tqdm(total=n_pick, desc="coreset", unit="pick", disable=not progress, mininterval=1.0) as bar:
