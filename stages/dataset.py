@@ -11,12 +11,16 @@ from .errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 GOOD = "good"
-JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+_JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 
-def _visible(path: Path) -> bool:
+def is_data_name(name: str) -> bool:
     """Hidden files and the junk that archivers and file browsers leave behind are not data."""
-    return not path.name.startswith(".") and path.name not in JUNK
+    return not name.startswith(".") and name not in _JUNK
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and is_data_name(path.name) and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,7 @@ class Sample:
 def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
 def find_mask(root: Path, defect: str, stem: str) -> Path | None:
@@ -70,7 +72,7 @@ def list_split(root: Path, split: str) -> list[Sample]:
     if split != "test":
         raise ValueError(split)
     test = root / "test"
-    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and _visible(d)) if test.is_dir() else []
+    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and is_data_name(d.name)) if test.is_dir() else []
     samples = []
     for defect in defects:
         for image in _images(test / defect):

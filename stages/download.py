@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import archive, fetch, sources
 from .atomic import atomic_dir
-from .dataset import JUNK, validate_category
+from .dataset import is_data_name, validate_category
 from .errors import UsageError
 from .images import MAX_PIXELS
 from .sources import DatasetSpec
@@ -57,11 +57,11 @@ def _copy_into(folder: Path, tmp: Path) -> None:
         raise UsageError(f"{folder}: folder not found; it must hold train/good and test/<good|defect type> (MVTec layout)")
     # A plain walk rather than shutil.copytree, which would fold a full disk into a generic error.
     for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in JUNK)
+        dirs[:] = sorted(d for d in dirs if is_data_name(d))
         out = tmp / Path(top).relative_to(folder)
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
-            if not name.startswith(".") and name not in JUNK:
+            if is_data_name(name):
                 shutil.copy2(Path(top) / name, out / name)
 
 

@@ -11,7 +11,7 @@ import torch
 from . import figures
 from .atomic import atomic_path
 from .backbones import LayerTap, build
-from .dataset import IMAGE_SUFFIXES, _visible
+from .dataset import is_image_file
 from .errors import UsageError
 from .features import aggregate
 from .images import image_transform, load_rgb, network_view
@@ -47,7 +47,7 @@ def collect_images(items: list[Path]) -> list[Path]:
     found: list[Path] = []
     for item in items:
         if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in item.rglob("*") if is_image_file(p)))
         else:
             found.append(item)  # named explicitly: report it if it cannot be read
     return found
