@@ -86,10 +86,16 @@ class BackboneSettings:
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 
-def _fraction(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise UsageError(f"params.yaml: '{where}' must be in (0, 1], got {value!r}; e.g. 0.25 trains on a quarter of train/good")
+def _share(value, where: str, zero_allowed: bool, hint: str) -> float:
+    """A number in (0, 1], or in [0, 1) when ``zero_allowed`` (0 then means 'none')."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0.0 <= value < 1.0 if zero_allowed else 0.0 < value <= 1.0):
+        raise UsageError(f"params.yaml: '{where}' must be in {'[0, 1)' if zero_allowed else '(0, 1]'}, got {value!r}; {hint}")
     return float(value)
+
+
+def _fraction(value, where: str) -> float:
+    return _share(value, where, False, "e.g. 0.25 trains on a quarter of train/good")
 
 
 def backbone_settings(params: dict, name: str) -> BackboneSettings:
@@ -172,10 +178,8 @@ def coreset_settings(params: dict) -> CoresetSettings:
     projection_dim = _get(section, "coreset", "projection_dim", int)
     if projection_dim < 1:
         raise UsageError(f"params.yaml: 'coreset.projection_dim' must be a positive integer, got {projection_dim}")
-    holdout = section.get("holdout_fraction", 0.0)
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 <= holdout < 1.0:
-        raise UsageError(f"params.yaml: 'coreset.holdout_fraction' must be in [0, 1), got {holdout!r}; 0 disables the threshold")
-    return CoresetSettings(ratio, projection_dim, _get(section, "coreset", "seed", int), float(holdout))
+    holdout = _share(section.get("holdout_fraction", 0.0), "coreset.holdout_fraction", True, "0 disables the threshold")
+    return CoresetSettings(ratio, projection_dim, _get(section, "coreset", "seed", int), holdout)
 
 
 @dataclass(frozen=True)
