@@ -23,10 +23,8 @@ CATEGORY = typer.Option(..., "--category", "-c", help="category name, one of par
 BACKBONE = typer.Option(..., "--backbone", "-b", help="backbone name, a key of params.yaml backbones")
 
 
-def _selected(params: dict, category: str | None = None, backbone: str | None = None) -> P.RunSelection:
+def _selected(params: dict, category: str | None = None) -> P.RunSelection:
     run = P.run_selection(params)
-    if backbone is not None:
-        P.backbone_settings(params, backbone)  # unknown names fail here with the allowed list
     if category is not None and category not in run.categories:
         raise UsageError(f"category '{category}' is not in params.yaml run.categories ({', '.join(run.categories)}); add it there")
     return run
@@ -51,8 +49,8 @@ def extract(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pat
     from . import extract as stage
 
     params = P.load(params_file)
-    run = _selected(params, category, backbone)
-    settings = P.backbone_settings(params, backbone)
+    settings = P.backbone_settings(params, backbone)  # unknown names fail here with the allowed list
+    run = _selected(params, category)
     ex = P.extract_settings(params)
     root = paths.data_dir(run.dataset, category)
     if not root.is_dir():
@@ -73,7 +71,8 @@ def coreset(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pat
     from . import coreset as stage
 
     params = P.load(params_file)
-    run = _selected(params, category, backbone)
+    P.backbone_settings(params, backbone)  # unknown names fail here with the allowed list
+    run = _selected(params, category)
     settings = P.coreset_settings(params)
     folder = paths.feature_dir(run.dataset, category, backbone)
     train = folder / "train.h5"
@@ -90,9 +89,9 @@ def evaluate(category: str = CATEGORY, backbone: str = BACKBONE, params_file: Pa
     from .atomic import write_json
 
     params = P.load(params_file)
-    run = _selected(params, category, backbone)
+    bb = P.backbone_settings(params, backbone)  # unknown names fail here with the allowed list
+    run = _selected(params, category)
     settings = P.evaluate_settings(params)
-    bb = P.backbone_settings(params, backbone)
     folder = paths.feature_dir(run.dataset, category, backbone)
     for name in ("train.h5", "test.h5", "bank.h5"):
         if not (folder / name).is_file():
