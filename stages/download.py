@@ -72,7 +72,7 @@ def _mvtec_local(path: Path, category: str, tmp: Path) -> str:
         return str(folder)
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
-            archive.verify(path, sources.MVTEC_FULL_SHA256, "download the MVTec AD archive again")
+            archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URL}")
         _unpack_into(path, category, tmp)  # a per-category archive is checked by its file counts
         return f"{path}:{category}"
     else:

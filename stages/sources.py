@@ -43,10 +43,10 @@ class MVTecCategory:
 
 
 # Bergmann et al., CVPR 2019. CC BY-NC-SA 4.0: downloaded by each user, never shipped here.
-MVTEC_FULL_URL = "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/420938113-1629952094/mvtec_anomaly_detection.tar.xz"
-MVTEC_FULL_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
-MVTEC_FULL_NAME = "mvtec_anomaly_detection.tar.xz"
 _SHARE = "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download"
+MVTEC_FULL_NAME = "mvtec_anomaly_detection.tar.xz"
+MVTEC_FULL_URL = f"{_SHARE}/420938113-1629952094/{MVTEC_FULL_NAME}"
+MVTEC_FULL_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
 _PILL_SHARE = "https://www.mydrive.ch/shares/43421/11a215a5749fcfb75e331ddd5f8e43ee/download"
 MVTEC = {
     "bottle": MVTecCategory("420937370-1629951468", 209, 20, 63, 3),
