@@ -21,16 +21,15 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages import backbones, extract  # noqa: E402
+from stages import backbones  # noqa: E402
 from stages import params as P  # noqa: E402
 from stages.dataset import list_split  # noqa: E402
 from stages.images import image_transform, load_rgb  # noqa: E402
-from sample_data import build_category  # noqa: E402
+from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
 
 def main() -> None:
@@ -39,9 +38,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    settings = P.backbone_settings(params, args.backbone)
-    base = P.extract_settings(params)
+    settings, base = extract_params(args.backbone)
     loaded = backbones.build(settings)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
@@ -68,8 +65,7 @@ def main() -> None:
             return len(samples) / seconds
 
         def stage_rate(workers: int, channels_last: bool, tag: str) -> float:
-            cfg = P.ExtractSettings(base.batch_size, workers, 1.0, channels_last)
-            done = extract.run(root, Path(tmp) / tag, settings, backbones.build(settings), cfg, {"dataset": "bench", "category": "x", "backbone": args.backbone, "arch": settings.arch})
+            done = run_extract(root, Path(tmp) / tag, settings, P.ExtractSettings(base.batch_size, workers, 1.0, channels_last))
             return done["images"] / done["seconds"]
 
         print(f"data: bundled Hazelnut Toy photos, {len(samples)} images; backbone {args.backbone} ({loaded.weights}); batch {base.batch_size}; torch threads {torch.get_num_threads()}")

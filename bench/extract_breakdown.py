@@ -16,14 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stages import backbones, extract  # noqa: E402
-from stages import params as P  # noqa: E402
-from sample_data import build_category  # noqa: E402
+from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
 
 def main() -> None:
@@ -31,9 +28,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite2")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    settings = P.backbone_settings(params, args.backbone)
-    cfg = P.extract_settings(params)
+    settings, cfg = extract_params(args.backbone)
     spent = {"forward": 0.0, "aggregate": 0.0}
 
     def timed(name, fn):
@@ -56,8 +51,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for r in range(args.rounds):
             spent.update(forward=0.0, aggregate=0.0)
-            meta = {"dataset": "bench", "category": "x", "backbone": args.backbone, "arch": settings.arch}
-            done = extract.run(root, Path(tmp) / f"out{r}", settings, backbones.build(settings), cfg, meta)
+            done = run_extract(root, Path(tmp) / f"out{r}", settings, cfg)
             rest = done["seconds"] - spent["forward"] - spent["aggregate"]
             print(f"| {r} | {done['images']} | {done['seconds']:.2f} | {spent['forward']:.2f} | {spent['aggregate']:.2f} | {rest:.2f} | {rest / done['seconds']:.0%} |", flush=True)
 

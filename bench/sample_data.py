@@ -1,4 +1,5 @@
-"""Bench data from the bundled photos: a category whose training set is enlarged by flips and rotations."""
+"""Bench data from the bundled photos (a category whose training set is enlarged by flips and
+rotations), and the real extract stage run on it with the project's params."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,3 +31,19 @@ def build_category(dest: Path, variants: int, suffix: str = ".png") -> int:
                     (im if op is None else im.transpose(op)).save(dest / "train/good" / f"{photo.stem}_{k}{suffix}")
                     n += 1
     return n
+
+
+def extract_params(backbone: str):
+    """(BackboneSettings, ExtractSettings) of params.yaml, as the extract stage reads them."""
+    from stages import params as P
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    return P.backbone_settings(params, backbone), P.extract_settings(params)
+
+
+def run_extract(root: Path, out: Path, settings, cfg) -> dict:
+    """The extract stage on a bench category, with a freshly built backbone: {"images", "seconds"}."""
+    from stages import backbones, extract
+
+    meta = {"dataset": "bench", "category": root.name, "backbone": settings.name, "arch": settings.arch}
+    return extract.run(root, out, settings, backbones.build(settings), cfg, meta)
