@@ -28,8 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stages.core.sampling import (  # noqa: E402
+    coreset_size,
+    greedy_kcenter,
+    greedy_kcenter_plain,
+    project,
+    projection_matrix,
+    start_index,
+)
 from stages.coreset import READ_ROWS  # noqa: E402
-from stages.sampling import coreset_size, greedy_kcenter, greedy_kcenter_plain, project, projection_matrix, start_index  # noqa: E402
 
 DIM = 1536
 
@@ -48,7 +55,7 @@ def make_bank(kind: str, n: int, seed: int = 0) -> np.ndarray:
         real = f["patches"][()]
     tiles = -(-n // len(real))
     # tile the real patches, with a little noise so copies are not exact duplicates
-    return (np.tile(real, (tiles, 1))[:n] + rng.normal(scale=1e-3, size=(n, real.shape[1])).astype(np.float32))
+    return np.tile(real, (tiles, 1))[:n] + rng.normal(scale=1e-3, size=(n, real.shape[1])).astype(np.float32)
 
 
 def peak_rss_mib() -> float:
@@ -119,7 +126,9 @@ def main() -> None:
         except ImportError:
             print("anomalib is not installed in this environment: skipping it (pip install anomalib)")
             args.methods.remove("anomalib")
-    print("| bank | N x D | ratio | picks | method | seconds | of which projection | peak RSS MiB | vs plain | selection alone vs plain | same picks as plain |")
+    print(
+        "| bank | N x D | ratio | picks | method | seconds | of which projection | peak RSS MiB | vs plain | selection alone vs plain | same picks as plain |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp())
     for kind in args.kinds:
@@ -132,8 +141,19 @@ def main() -> None:
                 for method, (seconds, projecting, rss, picks) in results.items():
                     speed = f"{base[0] / seconds:.1f}x" if base else "-"
                     alone = f"{(base[0] - base[1]) / (seconds - projecting):.1f}x" if base and projecting == projecting else "-"
-                    same = "-" if not base or method == "plain" else ("yes" if np.array_equal(np.sort(picks), np.sort(base[3])) and (method != "lazy" or np.array_equal(picks, base[3])) else "no")
-                    print(f"| {kind} | {n} x {DIM if kind != 'patches' else 168} | {ratio:.0%} | {len(picks)} | {method} | {seconds:.1f} | {projecting:.1f} | {rss:.0f} | {speed} | {alone} | {same} |", flush=True)
+                    same = (
+                        "-"
+                        if not base or method == "plain"
+                        else (
+                            "yes"
+                            if np.array_equal(np.sort(picks), np.sort(base[3])) and (method != "lazy" or np.array_equal(picks, base[3]))
+                            else "no"
+                        )
+                    )
+                    print(
+                        f"| {kind} | {n} x {DIM if kind != 'patches' else 168} | {ratio:.0%} | {len(picks)} | {method} | {seconds:.1f} | {projecting:.1f} | {rss:.0f} | {speed} | {alone} | {same} |",
+                        flush=True,
+                    )
             bank_file.unlink()
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.localization import aupro, count_pixels, region_shares  # noqa: E402
-from stages.metrics import bootstrap, pixel_auroc  # noqa: E402
-from stages.scoring import NearestBank, score_images  # noqa: E402
+from stages.core.localization import aupro, count_pixels, region_shares  # noqa: E402
+from stages.core.metrics import bootstrap, pixel_auroc  # noqa: E402
+from stages.core.scoring import NearestBank, score_images  # noqa: E402
 
 
 def main() -> None:
@@ -59,7 +59,9 @@ def main() -> None:
     t0 = time.perf_counter()
     bootstrap(labels, scores, np.arange(args.images), counts, 1000, 0, 0.3)
     timings["bootstrap, 1000 resamples"] = time.perf_counter() - t0
-    print(f"synthetic class: {args.images} test images x 784 patches x {args.dim} dims, bank {args.bank}, maps {args.size} px; pixel AUROC {pix:.3f}, AUPRO {pro:.3f}")
+    print(
+        f"synthetic class: {args.images} test images x 784 patches x {args.dim} dims, bank {args.bank}, maps {args.size} px; pixel AUROC {pix:.3f}, AUPRO {pro:.3f}"
+    )
     print("| step | seconds |")
     print("|---|---|")
     for step_name, seconds in timings.items():

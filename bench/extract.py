@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stages import backbones  # noqa: E402
-from stages import params as P  # noqa: E402
-from stages.dataset import list_split  # noqa: E402
-from stages.images import image_transform, load_rgb  # noqa: E402
+from stages.datasets.images import image_transform, load_rgb  # noqa: E402
+from stages.datasets.layout import list_split  # noqa: E402
+
 from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
 
@@ -45,7 +45,10 @@ def main() -> None:
         build_category(root, args.repeat, ".jpg")
         samples = list_split(root, "train") + list_split(root, "test")
         transform = image_transform(settings)
-        batches = [torch.stack([transform(load_rgb(root / s.path)) for s in samples[i : i + base.batch_size]]) for i in range(0, len(samples), base.batch_size)]
+        batches = [
+            torch.stack([transform(load_rgb(root / s.path)) for s in samples[i : i + base.batch_size]])
+            for i in range(0, len(samples), base.batch_size)
+        ]
         tap = backbones.LayerTap(loaded.model, settings.layers)
 
         def bare_rate(channels_last: bool, decode_between: bool = False) -> float:
@@ -65,21 +68,42 @@ def main() -> None:
             return len(samples) / seconds
 
         def stage_rate(workers: int, channels_last: bool, tag: str) -> float:
-            done = run_extract(root, Path(tmp) / tag, settings, P.ExtractSettings(base.batch_size, workers, 1.0, channels_last))
+            done = run_extract(
+                root,
+                Path(tmp) / tag,
+                settings,
+                base.model_copy(update={"num_workers": workers, "train_fraction": 1.0, "channels_last": channels_last}),
+            )
             return done["images"] / done["seconds"]
 
-        print(f"data: bundled Hazelnut Toy photos, {len(samples)} images; backbone {args.backbone} ({loaded.weights}); batch {base.batch_size}; torch threads {torch.get_num_threads()}")
-        print(f"each row: {args.rounds} rounds; every round times the stage, then the bare forward, then the forward alone with images decoded between batches (so all see the same machine load)")
-        print("| configuration | stage images/s | bare forward images/s | stage / bare per round | median ratio | forward alone, decoding between batches: vs bare |")
+        print(
+            f"data: bundled Hazelnut Toy photos, {len(samples)} images; backbone {args.backbone} ({loaded.weights}); batch {base.batch_size}; torch threads {torch.get_num_threads()}"
+        )
+        print(
+            f"each row: {args.rounds} rounds; every round times the stage, then the bare forward, then the forward alone with images decoded between batches (so all see the same machine load)"
+        )
+        print(
+            "| configuration | stage images/s | bare forward images/s | stage / bare per round | median ratio | forward alone, decoding between batches: vs bare |"
+        )
         print("|---|---|---|---|---|---|")
         for workers in (0, 2):
             for channels_last in (False, True):
-                rounds = [(stage_rate(workers, channels_last, f"out_{workers}_{channels_last}_{r}"), bare_rate(channels_last), bare_rate(channels_last, decode_between=True)) for r in range(args.rounds)]
+                rounds = [
+                    (
+                        stage_rate(workers, channels_last, f"out_{workers}_{channels_last}_{r}"),
+                        bare_rate(channels_last),
+                        bare_rate(channels_last, decode_between=True),
+                    )
+                    for r in range(args.rounds)
+                ]
                 stage, bare = (statistics.median(r[k] for r in rounds) for k in (0, 1))
                 ratios = [r[0] / r[1] for r in rounds]
                 shown = ", ".join(f"{x:.2f}" for x in ratios)
                 between = statistics.median(r[2] / r[1] for r in rounds)
-                print(f"| whole stage, num_workers={workers}, channels_last={channels_last} | {stage:.1f} | {bare:.1f} | {shown} | {statistics.median(ratios):.2f}x | {between:.2f}x |", flush=True)
+                print(
+                    f"| whole stage, num_workers={workers}, channels_last={channels_last} | {stage:.1f} | {bare:.1f} | {shown} | {statistics.median(ratios):.2f}x | {between:.2f}x |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stages import backbones, extract  # noqa: E402
+
 from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
 
@@ -53,7 +54,10 @@ def main() -> None:
             spent.update(forward=0.0, aggregate=0.0)
             done = run_extract(root, Path(tmp) / f"out{r}", settings, cfg)
             rest = done["seconds"] - spent["forward"] - spent["aggregate"]
-            print(f"| {r} | {done['images']} | {done['seconds']:.2f} | {spent['forward']:.2f} | {spent['aggregate']:.2f} | {rest:.2f} | {rest / done['seconds']:.0%} |", flush=True)
+            print(
+                f"| {r} | {done['images']} | {done['seconds']:.2f} | {spent['forward']:.2f} | {spent['aggregate']:.2f} | {rest:.2f} | {rest / done['seconds']:.0%} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

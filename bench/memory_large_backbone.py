@@ -73,10 +73,14 @@ def main() -> None:
         with h5py.File(project / f"features/sample/hazelnut_toy/{BACKBONE}/train.h5", "r") as f:
             n, d = f["patches"].shape
         full_mb = n * d * 4 / 2**20
-        print(f"data: bundled Hazelnut Toy photos x 8 flips/rotations = {n_images} training images; backbone {BACKBONE} ({opts.weights} weights), 384 px")
+        print(
+            f"data: bundled Hazelnut Toy photos x 8 flips/rotations = {n_images} training images; backbone {BACKBONE} ({opts.weights} weights), 384 px"
+        )
         print(f"training patches: {n} x {d} float32 = {full_mb:.0f} MiB if held whole")
         print(f"extract, 1/4 of the images: {q_s:.0f} s, peak RSS {q_mb:.0f} MiB")
-        print(f"extract, all images: {ex_s:.0f} s, peak RSS {ex_mb:.0f} MiB ({ex_mb / full_mb:.2f} x the full matrix; {ex_mb / q_mb:.2f} x the quarter run)")
+        print(
+            f"extract, all images: {ex_s:.0f} s, peak RSS {ex_mb:.0f} MiB ({ex_mb / full_mb:.2f} x the full matrix; {ex_mb / q_mb:.2f} x the quarter run)"
+        )
         print("(extract's peak is the network and its activations for one batch, not the features: it does not grow with the data)")
         print(f"coreset ({opts.ratio:.0%}): {co_s:.0f} s, peak RSS {co_mb:.0f} MiB ({co_mb / full_mb:.2f} x the full matrix)")
 

@@ -8,7 +8,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +34,10 @@ def build_category(dest: Path, variants: int, suffix: str = ".png") -> int:
 
 def extract_params(backbone: str):
     """(BackboneSettings, ExtractSettings) of params.yaml, as the extract stage reads them."""
-    from stages import params as P
+    from stages import config
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    return P.backbone_settings(params, backbone), P.extract_settings(params)
+    params = config.load(REPO / "params.yaml")
+    return params.backbone(backbone), params.extract
 
 
 def run_extract(root: Path, out: Path, settings, cfg) -> dict:

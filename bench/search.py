@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.scoring import NearestBank  # noqa: E402
+from stages.core.scoring import NearestBank  # noqa: E402
 
 
 def mixture(rng, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
@@ -49,7 +49,10 @@ def main() -> None:
             recall = index.recall_at_1(queries[:5000]) if index.approximate else 1.0
             rows[name] = (build, qps, recall)
         for name, (build, qps, recall) in rows.items():
-            print(f"| {n} x {args.dim} | {len(queries)} | {name} | {build:.1f} | {qps:,.0f} | {recall:.4f} | {qps / rows['exact'][1]:.1f}x |", flush=True)
+            print(
+                f"| {n} x {args.dim} | {len(queries)} | {name} | {build:.1f} | {qps:,.0f} | {recall:.4f} | {qps / rows['exact'][1]:.1f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

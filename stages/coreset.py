@@ -11,12 +11,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import h5io
-from .atomic import atomic_path
-from .dataset import seeded_share
+from .config import CoresetSettings, Params
+from .core.sampling import (
+    coreset_size,
+    greedy_kcenter,
+    project,
+    projection_matrix,
+    start_index,
+)
+from .datasets.layout import seeded_share
 from .errors import UsageError
-from .params import CoresetSettings
-from .sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
+from .store import h5io
+from .store.atomic import atomic_path
+from .store.model_folder import ModelFolder
 
 READ_ROWS = 32768  # rows per HDF5 read: 128 MiB at 1024 dims, whatever the image size
 
@@ -70,3 +77,12 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
                 },
             )
     return {"bank_size": int(len(order)), "train_patches": int(len(kept_rows)), "holdout_images": int(len(held))}
+
+
+def main(params: Params, category: str, backbone: str) -> str:
+    params.backbone(backbone)  # unknown names fail here with the allowed list
+    params.category(category)
+    folder = ModelFolder.of(params.run.dataset, category, backbone)
+    folder.require((folder.train,), f"run 'patchcore extract --category {category} --backbone {backbone}' first")
+    info = run(folder.train, folder.bank, params.coreset)
+    return f"memory bank: {info['bank_size']} of {info['train_patches']} patches -> {folder.bank}"

@@ -1,134 +1,14 @@
-"""Stage `download`: materialise one category of a data set under data/<dataset>/<category>/.
-
-Every source goes through the same steps: get the bytes (verified), unpack or copy them into
-a temporary folder, check every image, then rename the folder into place.
-"""
+"""Stage `download`: one category of the selected data set under data/<dataset>/<category>/."""
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
-import warnings
-from pathlib import Path
-
-from PIL import Image
-
-from . import archive, fetch, sources
-from .atomic import atomic_dir
-from .dataset import is_data_name, validate_category
-from .errors import UsageError
-from .images import MAX_PIXELS
-from .sources import DatasetSpec
+from .config import Params
+from .datasets import materialise
+from .store import paths
 
 
-def cache_dir() -> Path:
-    """Downloaded archives are kept here (outside the DVC outputs) so a rerun or resume reuses them."""
-    return Path(os.environ.get("PATCHCORE_CACHE", "~/.cache/patchcore")).expanduser()
-
-
-def decode_fully(path: Path) -> tuple[int, int]:
-    """Decode the whole file (not just its header); return (width, height)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); remove it or resize it")
-                image.load()
-                return image.size
-    except UsageError:
-        raise
-    except Image.DecompressionBombError:
-        raise UsageError(f"{path}: refused as a decompression bomb; remove it") from None
-    except Exception as exc:  # PIL raises many types for bad files
-        raise UsageError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); replace or remove it") from None
-
-
-def _unpack_into(archive_path: Path, category: str, tmp: Path) -> None:
-    extracted = archive.unpack(archive_path, category, tmp / ".unpacked")
-    for child in extracted.iterdir():
-        os.replace(child, tmp / child.name)
-    shutil.rmtree(tmp / ".unpacked")
-
-
-def _copy_into(folder: Path, tmp: Path) -> None:
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: folder not found; it must hold train/good and test/<good|defect type> (MVTec layout)")
-    # A plain walk rather than shutil.copytree, which would fold a full disk into a generic error.
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if is_data_name(d))
-        out = tmp / Path(top).relative_to(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in sorted(files):
-            if is_data_name(name):
-                shutil.copy2(Path(top) / name, out / name)
-
-
-def _mvtec_local(path: Path, category: str, tmp: Path) -> str:
-    if path.is_dir():
-        folder = path / category if (path / category).is_dir() else path
-        _copy_into(folder, tmp)
-        return str(folder)
-    elif path.is_file():
-        if path.name == sources.MVTEC_FULL_NAME:
-            archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URL}")
-        _unpack_into(path, category, tmp)  # a per-category archive is checked by its file counts
-        return f"{path}:{category}"
-    else:
-        raise UsageError(f"{path}: not found; set download.mvtec.path to the MVTec AD archive, a <category>.tar.xz or an extracted folder")
-
-
-def _fill(spec: DatasetSpec, category: str, tmp: Path) -> str:
-    """Put the category's files into ``tmp``; return where they came from, for messages."""
-    if spec.source == "bundled":
-        path, sha256 = sources.bundled_archive(category)
-        archive.verify(path, sha256, f"restore it with 'git checkout -- {path}'")
-    elif spec.source == "mvtec" and spec.path:
-        return _mvtec_local(Path(spec.path).expanduser(), category, tmp)
-    elif spec.source == "mvtec":
-        path = fetch.fetch(sources.mvtec_category_url(category), cache_dir() / "mvtec" / f"{category}.tar.xz")
-    elif spec.source == "url":
-        path = fetch.fetch(spec.url, cache_dir() / spec.name / (Path(spec.url.split("?")[0]).name or "archive"), spec.sha256)
-    elif spec.source == "archive":
-        path = Path(spec.path).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{path}: archive not found; fix download.{spec.name}.path")
-        if spec.sha256:
-            archive.verify(path, spec.sha256, f"replace it, or correct download.{spec.name}.sha256 if the file is right")
-    else:  # folder
-        folder = Path(spec.path).expanduser() / category
-        _copy_into(folder, tmp)
-        return str(folder)
-    _unpack_into(path, category, tmp)
-    return f"{path}:{category}"
-
-
-def _check_mvtec_counts(category: str, counts: dict[str, int]) -> None:
-    expected = sources.MVTEC[category]
-    for key in ("train_good", "test_good", "test_defective", "defect_types"):
-        if counts[key] != getattr(expected, key):
-            raise UsageError(
-                f"MVTec AD {category}: {counts[key]} {key.replace('_', ' ')} found, the published data set has {getattr(expected, key)}; "
-                f"the copy is incomplete or altered: delete it (and {cache_dir() / 'mvtec'}) and download again"
-            )
-
-
-def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
-    """Materialise ``category`` of ``spec`` at ``target``; nothing is left behind on failure."""
-    sources.check_category(spec, category)
-    try:
-        with atomic_dir(target) as tmp:
-            origin = _fill(spec, category, tmp)
-            try:
-                counts = validate_category(tmp, decode_fully)
-            except UsageError as exc:
-                # Name the user's file, not our temporary copy of it.
-                raise UsageError(str(exc).replace(str(tmp), origin)) from None
-            if spec.source == "mvtec":
-                _check_mvtec_counts(category, counts)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise UsageError(f"disk full while writing {target} ({exc.filename or ''}); free space and run again") from None
-        raise
-    return counts
+def main(params: Params, category: str) -> str:
+    params.category(category)
+    target = paths.data_dir(params.run.dataset, category)
+    counts = materialise.run(params.dataset(), category, target)
+    return f"data ready: {target} ({', '.join(f'{v} {k}' for k, v in counts.items())})"

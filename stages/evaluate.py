@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -13,13 +13,20 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support, roc_curve
 from tqdm import tqdm
 
-from . import figures, h5io
-from .atomic import atomic_path, write_json
-from .images import load_mask, load_rgb, network_view
-from .localization import aupro, count_pixels, region_shares, roc_from_counts
-from .metrics import bootstrap, image_auroc, pixel_auroc
-from .params import BackboneSettings, EvaluateSettings
-from .scoring import NearestBank, score_images
+from .config import BackboneSettings, EvaluateSettings, Params
+from .core.localization import (
+    PixelCounts,
+    aupro,
+    count_pixels,
+    region_shares,
+    roc_from_counts,
+)
+from .core.metrics import bootstrap, image_auroc, pixel_auroc
+from .core.scoring import NearestBank, score_images
+from .datasets.images import load_mask, load_rgb, network_view
+from .store import figures, h5io, paths
+from .store.atomic import atomic_path, write_json
+from .store.model_folder import ModelCard, ModelFolder
 
 
 def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings: EvaluateSettings, size: int, desc: str):
@@ -38,19 +45,33 @@ def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings
     return scores, maps
 
 
-def run(
-    train_h5: Path, test_h5: Path, bank_h5: Path, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings, plots: Path, model_json: Path
-) -> dict:
-    size = backbone.crop
+@dataclass
+class Scored:
+    """The test set as scored: what the metrics, pictures and model card are computed from."""
+
+    held_scores: np.ndarray
+    scores: np.ndarray
+    maps: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    masks: list[str]
+    defects: list[str]
+    attrs: dict
+    bank_attrs: dict
+    search: dict
+    bank_size: int
+
+
+def score(folder: ModelFolder, size: int, settings: EvaluateSettings) -> Scored:
     if settings.faiss_threads:
         faiss.omp_set_num_threads(settings.faiss_threads)
-    with h5py.File(bank_h5, "r") as b:
+    with h5py.File(folder.bank, "r") as b:
         nearest = NearestBank(b["bank"][()], settings.approximate_above)
         held = b["holdout_images"][()]
         bank_attrs = dict(b.attrs)
-    with h5py.File(train_h5, "r") as f:
+    with h5py.File(folder.train, "r") as f:
         held_scores, _ = _score_rows(f, held, nearest, settings, size, "score held-out")
-    with h5py.File(test_h5, "r") as f:
+    with h5py.File(folder.test, "r") as f:
         n = f["labels"].shape[0]
         scores, maps = _score_rows(f, np.arange(n), nearest, settings, size, "score test")
         search = nearest.describe()
@@ -58,92 +79,144 @@ def run(
             # recall of the approximate index on (up to) 20,000 test patches spread over the set
             rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))
             search["recall_at_1"] = round(nearest.recall_at_1(f["patches"][rows]), 6)
-        labels = f["labels"][()]
-        mask_paths = h5io.read_strings(f["masks"])
-        paths = h5io.read_strings(f["paths"])
-        defects = h5io.read_strings(f["defects"])
-        attrs = dict(f.attrs)
+        return Scored(
+            held_scores,
+            scores,
+            maps,
+            f["labels"][()],
+            h5io.read_strings(f["paths"]),
+            h5io.read_strings(f["masks"]),
+            h5io.read_strings(f["defects"]),
+            dict(f.attrs),
+            bank_attrs,
+            search,
+            int(nearest.bank.shape[0]),
+        )
 
-    # Defective images without a mask cannot be scored per pixel; good images are all-negative.
-    pixel_rows = np.array([i for i in range(n) if labels[i] == 0 or mask_paths[i]], dtype=np.int64)
-    masks = np.stack([load_mask(data_root / mask_paths[i] if mask_paths[i] else None, backbone) for i in pixel_rows])
-    skipped = sorted({defects[i] for i in range(n) if labels[i] == 1 and not mask_paths[i]})
-    pixel_maps = maps[pixel_rows]
+
+def pixel_metrics(s: Scored, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings):
+    """Pixel AUROC, AUPRO and bootstrap intervals; defective images without a mask are left out."""
+    n = len(s.labels)
+    pixel_rows = np.array([i for i in range(n) if s.labels[i] == 0 or s.masks[i]], dtype=np.int64)
+    masks = np.stack([load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone) for i in pixel_rows])
+    pixel_maps = s.maps[pixel_rows]
     counts = count_pixels(masks, pixel_maps) if masks.any() else None
     pix = pixel_auroc(masks, pixel_maps) if counts is not None else None
     pro = aupro(counts.neg.sum(0), region_shares(counts.regions), settings.max_fpr) if counts is not None else None
-    intervals = bootstrap(labels, scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr) if settings.bootstrap else {}
+    intervals = bootstrap(s.labels, s.scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr) if settings.bootstrap else {}
+    mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
+    return pix, pro, intervals, counts, mask_of
 
-    threshold = float(np.quantile(held_scores, settings.threshold_quantile)) if len(held) else None
-    decision = None
-    if threshold is not None:
-        predicted = scores >= threshold
-        p, r, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
-        decision = {"threshold": round(threshold, 6), "precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f1), 6),
-                    "holdout_images": int(len(held)), "quantile": settings.threshold_quantile}
 
-    record = {
-        "dataset": str(attrs["dataset"]),
-        "category": str(attrs["category"]),
+def decision(s: Scored, quantile: float) -> tuple[float | None, dict | None]:
+    """The threshold from the held-out good images, and precision/recall/F1 of the test set at it."""
+    if not len(s.held_scores):
+        return None, None
+    threshold = float(np.quantile(s.held_scores, quantile))
+    p, r, f1, _ = precision_recall_fscore_support(s.labels, s.scores >= threshold, average="binary", zero_division=0)
+    return threshold, {
+        "threshold": round(threshold, 6),
+        "precision": round(float(p), 6),
+        "recall": round(float(r), 6),
+        "f1": round(float(f1), 6),
+        "holdout_images": int(len(s.held_scores)),
+        "quantile": quantile,
+    }
+
+
+def metrics_record(s: Scored, backbone: BackboneSettings, settings: EvaluateSettings, pixel: tuple, threshold_metrics: dict | None) -> dict:
+    pix, pro, intervals = pixel[:3]
+    return {
+        "dataset": str(s.attrs["dataset"]),
+        "category": str(s.attrs["category"]),
         "backbone": backbone.name,
-        "weights": str(attrs["weights"]),
-        "image_auroc": round(image_auroc(labels, scores), 6),
+        "weights": str(s.attrs["weights"]),
+        "image_auroc": round(image_auroc(s.labels, s.scores), 6),
         "pixel_auroc": None if pix is None else round(pix, 6),
         "aupro": None if pro is None else round(pro, 6),
         "ci95": intervals,
         "bootstrap_resamples": settings.bootstrap,
         "aupro_max_fpr": settings.max_fpr,
-        "threshold_metrics": decision,
+        "threshold_metrics": threshold_metrics,
         "reweighting": {"on": settings.reweight_neighbours > 1, "neighbours": settings.reweight_neighbours},
-        "search": search,
-        "pixel_skipped_defect_types": skipped,
-        "test_images": int(n),
-        "defective_images": int(labels.sum()),
-        "masks_used": int(sum(1 for m in mask_paths if m)),
-        "train_fraction": float(attrs["train_fraction"]),
-        "bank_size": int(nearest.bank.shape[0]),
-        "coreset_ratio": float(bank_attrs["coreset_ratio"]),
-        "train_patches": int(bank_attrs["train_patches"]),
+        "search": s.search,
+        "pixel_skipped_defect_types": sorted({s.defects[i] for i in range(len(s.labels)) if s.labels[i] == 1 and not s.masks[i]}),
+        "test_images": int(len(s.labels)),
+        "defective_images": int(s.labels.sum()),
+        "masks_used": int(sum(1 for m in s.masks if m)),
+        "train_fraction": float(s.attrs["train_fraction"]),
+        "bank_size": s.bank_size,
+        "coreset_ratio": float(s.bank_attrs["coreset_ratio"]),
+        "train_patches": int(s.bank_attrs["train_patches"]),
         "blur_sigma": settings.blur_sigma,
     }
-    title = f"{record['dataset']}/{record['category']} x {backbone.name} ({record['weights']})"
-    mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
-    _write_plots(plots, title, labels, scores, maps, paths, mask_of, data_root, backbone, record, counts, threshold)
-    write_json(model_json, {
-        "backbone": dataclasses.asdict(backbone),
-        "weights": record["weights"],
-        "dataset": record["dataset"],
-        "category": record["category"],
-        "threshold": threshold,
-        "reweight_neighbours": settings.reweight_neighbours,
-        "blur_sigma": settings.blur_sigma,
-        "heat_scale": float(max(held_scores.max() if len(held) else scores.max(), 1e-12)),
-        "approximate_above": settings.approximate_above,
-        "channels_last": bool(attrs.get("channels_last", False)),  # predict must compute exactly as extract did
-    })
-    return record
 
 
-def _write_plots(plots, title, labels, scores, maps, paths, mask_of, data_root, backbone, record, counts, threshold) -> None:
+def model_card(s: Scored, record: dict, backbone: BackboneSettings, settings: EvaluateSettings, threshold: float | None) -> ModelCard:
+    return ModelCard(
+        backbone=backbone,
+        weights=record["weights"],
+        dataset=record["dataset"],
+        category=record["category"],
+        threshold=threshold,
+        reweight_neighbours=settings.reweight_neighbours,
+        blur_sigma=settings.blur_sigma,
+        heat_scale=float(max(s.held_scores.max() if len(s.held_scores) else s.scores.max(), 1e-12)),
+        approximate_above=settings.approximate_above,
+        channels_last=bool(s.attrs.get("channels_last", False)),
+    )
+
+
+def write_plots(
+    plots: Path, title: str, s: Scored, pixel: tuple, data_root: Path, backbone: BackboneSettings, record: dict, threshold: float | None
+) -> None:
+    counts: PixelCounts | None = pixel[3]
+    mask_of: dict = pixel[4]
     plots.mkdir(parents=True, exist_ok=True)
-    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr, _ = roc_curve(s.labels, s.scores)
     write_json(plots / "roc.json", {"roc": [{"fpr": round(float(a), 6), "tpr": round(float(b), 6)} for a, b in zip(fpr, tpr)]})
     pixel_roc = roc_from_counts(counts.neg.sum(0), counts.pos.sum(0)) if counts is not None else None
     figures.roc_figure(plots / "roc.png", title, (fpr, tpr), record["image_auroc"], pixel_roc, record["pixel_auroc"])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["image", "label", "score", "anomalous"])
-    for path, label, score in zip(paths, labels, scores):
-        writer.writerow([path, int(label), f"{score:.6f}", "" if threshold is None else int(score >= threshold)])
+    for path, label, value in zip(s.paths, s.labels, s.scores):
+        writer.writerow([path, int(label), f"{value:.6f}", "" if threshold is None else int(value >= threshold)])
     with atomic_path(plots / "scores.csv", ".csv") as tmp:
         tmp.write_text(buffer.getvalue())
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-s.scores, kind="stable")
     chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
-    vmax = float(np.quantile(maps, 0.999))
     view = network_view(backbone)
     panels = []
     for i in chosen:
-        verdict = "" if threshold is None else (" anomalous" if scores[i] >= threshold else " good")
-        panels.append({"image": view(load_rgb(data_root / paths[i])), "map": maps[i], "mask": mask_of.get(int(i)),
-                       "caption": f"{paths[i]}\nscore {scores[i]:.3f}{verdict}"})
-    figures.maps_figure(plots / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)
+        verdict = "" if threshold is None else (" anomalous" if s.scores[i] >= threshold else " good")
+        panels.append(
+            {
+                "image": view(load_rgb(data_root / s.paths[i])),
+                "map": s.maps[i],
+                "mask": mask_of.get(int(i)),
+                "caption": f"{s.paths[i]}\nscore {s.scores[i]:.3f}{verdict}",
+            }
+        )
+    figures.maps_figure(
+        plots / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, float(np.quantile(s.maps, 0.999))
+    )
+
+
+def main(params: Params, category: str, backbone: str) -> str:
+    bb = params.backbone(backbone)
+    params.category(category)
+    dataset, settings = params.run.dataset, params.evaluate
+    folder = ModelFolder.of(dataset, category, backbone)
+    folder.require((folder.train, folder.test, folder.bank), "run the extract and coreset stages first (dvc repro)")
+    data_root = paths.data_dir(dataset, category)
+    scored = score(folder, bb.crop, settings)
+    pixel = pixel_metrics(scored, data_root, bb, settings)
+    threshold, threshold_metrics = decision(scored, settings.threshold_quantile)
+    record = metrics_record(scored, bb, settings, pixel, threshold_metrics)
+    title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
+    write_plots(paths.plots_dir(dataset, category, backbone), title, scored, pixel, data_root, bb, record, threshold)
+    folder.write_card(model_card(scored, record, bb, settings, threshold))
+    out = paths.metrics_file(dataset, category, backbone)
+    write_json(out, record)
+    return f"{dataset}/{category} x {backbone}: image AUROC {record['image_auroc']}, pixel AUROC {record['pixel_auroc']}, AUPRO {record['aupro']} -> {out}"

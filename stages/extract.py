@@ -10,13 +10,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import h5io
-from .atomic import atomic_path
+from . import backbones as bb
 from .backbones import LayerTap, LoadedBackbone, geometry
-from .dataset import Sample, list_split, subset
-from .features import aggregate
-from .images import image_transform, load_rgb
-from .params import BackboneSettings, ExtractSettings
+from .config import BackboneSettings, ExtractSettings, Params
+from .core.features import aggregate
+from .datasets.images import image_transform, load_rgb
+from .datasets.layout import Sample, list_split, subset
+from .errors import UsageError
+from .store import h5io, paths
+from .store.atomic import atomic_path
+from .store.model_folder import ModelFolder
 
 
 class _Images(Dataset):
@@ -68,7 +71,14 @@ def write_split(
             h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
 
 
-def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBackbone, extract: ExtractSettings, meta: dict) -> dict:
+def run(
+    root: Path,
+    out_dir: Path,
+    settings: BackboneSettings,
+    loaded: LoadedBackbone,
+    extract: ExtractSettings,
+    meta: dict,
+) -> dict:
     """Extract both splits; return the image count and the seconds it took (for throughput)."""
     fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
     # List and check both splits before any forward pass, so bad data fails before work starts.
@@ -79,6 +89,28 @@ def run(root: Path, out_dir: Path, settings: BackboneSettings, loaded: LoadedBac
     grid = (*geometry(settings).grid, settings.target_dim)
     started = time.perf_counter()
     for split, samples in splits.items():
-        attrs = {**meta, "split": split, "weights": loaded.weights, "train_fraction": fraction, "channels_last": extract.channels_last}
-        write_split(Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs, extract.channels_last)
+        attrs = {
+            **meta,
+            "split": split,
+            "weights": loaded.weights,
+            "train_fraction": fraction,
+            "channels_last": extract.channels_last,
+        }
+        write_split(
+            Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs, extract.channels_last
+        )
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
+
+
+def main(params: Params, category: str, backbone: str) -> str:
+    settings = params.backbone(backbone)
+    params.category(category)
+    root = paths.data_dir(params.run.dataset, category)
+    if not root.is_dir():
+        raise UsageError(f"data folder {root} not found; run 'patchcore download --category {category}' first")
+    geometry(settings)  # architecture, layer names and input size checked at no cost
+    loaded = bb.build(settings)
+    folder = ModelFolder.of(params.run.dataset, category, backbone)
+    meta = {"dataset": params.run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
+    done = run(root, folder.root, settings, loaded, params.extract, meta)
+    return f"features written: {folder.root} ({done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s)"

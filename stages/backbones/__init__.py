@@ -1,0 +1,19 @@
+"""Pretrained backbones: one adapter per model library, and the tap that returns mid-level feature maps."""
+
+from .base import LoadedBackbone, WeightsStatus
+from .registry import ADAPTERS, Geometry, build, geometry, weights_status
+from .tap import LayerTap
+from .timm_lite import lite_state_dict_to_timm, lite_weights_file
+
+__all__ = [
+    "ADAPTERS",
+    "Geometry",
+    "LayerTap",
+    "LoadedBackbone",
+    "WeightsStatus",
+    "build",
+    "geometry",
+    "lite_state_dict_to_timm",
+    "lite_weights_file",
+    "weights_status",
+]

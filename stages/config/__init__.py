@@ -1,0 +1,27 @@
+"""Typed settings: params.yaml and the model card, validated once per command."""
+
+from .loader import DEFAULT_PARAMS, load, validate
+from .settings import (
+    SOURCES,
+    BackboneSettings,
+    CoresetSettings,
+    DatasetSpec,
+    EvaluateSettings,
+    ExtractSettings,
+    Params,
+    RunSelection,
+)
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "SOURCES",
+    "BackboneSettings",
+    "CoresetSettings",
+    "DatasetSpec",
+    "EvaluateSettings",
+    "ExtractSettings",
+    "Params",
+    "RunSelection",
+    "load",
+    "validate",
+]

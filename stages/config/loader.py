@@ -1,0 +1,101 @@
+"""Reading params.yaml into typed settings; every problem becomes one line naming the key."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import UsageError
+from .settings import Params
+
+DEFAULT_PARAMS = Path("params.yaml")
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: params file not found; run from the project root or pass --params PATH")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.__class__.__name__}); check the file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of stage names to settings")
+    return data
+
+
+def load(path: Path = DEFAULT_PARAMS) -> Params:
+    """params.yaml as validated, frozen settings (loaded once per command)."""
+    return validate(Params, read_yaml(path), Path(path).name)
+
+
+def validate(model: type[M], data: object, where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(describe(model, exc, where)) from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys a model accepts at ``loc`` (dict keys of keyed sections are skipped over)."""
+    current: object = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = field.annotation
+        args: tuple = getattr(current, "__args__", ())
+        if getattr(current, "__origin__", None) is dict and len(args) == 2:
+            current = args[-1]  # dict[Name, Model]: the next loc part is a user-chosen key
+            if len(loc) > 1:
+                continue
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [k for k in current.model_fields if k != "name"]
+    return []
+
+
+def _model_path(loc: tuple) -> tuple:
+    """The loc with the user-chosen keys of ``download:`` and ``backbones:`` removed, for field look-ups."""
+    out: list = []
+    skip = False
+    for part in loc:
+        if skip:
+            skip = False
+            continue
+        out.append(part)
+        skip = part in ("download", "backbones") and len(out) == 1
+    return tuple(out)
+
+
+def describe(model: type[BaseModel], exc: ValidationError, where: str) -> str:
+    """The first validation error as one line: the dotted key, what is wrong and the fix."""
+    error = exc.errors(include_url=False)[0]
+    # pydantic adds markers of its own to the location; the user knows only the keys
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
+    dotted = ".".join(str(p) for p in loc)
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        known = _fields_at(model, _model_path(loc[:-1]))
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(known)}"
+        return f"{where}: unknown key '{dotted}'; {hint}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):
+        return f"{where}: '{'.'.join(str(p) for p in loc[:-1])}' has too few items"
+    if kind == "missing":
+        return f"{where}: missing '{dotted}'; see the README for its keys"
+    if not loc:
+        return f"{where}: {message}"
+    if kind in ("value_error", "assertion_error"):
+        return f"{where}: '{dotted}' {message}" if message.startswith("must") else f"{where}: '{dotted}': {message}"
+    got = error.get("input")
+    return f"{where}: '{dotted}': {message.lower()}, got {got!r}"

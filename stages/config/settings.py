@@ -1,0 +1,214 @@
+"""The typed settings of params.yaml: one frozen pydantic model per section.
+
+Every model forbids unknown keys, so a misspelt key is an error instead of a silent default.
+Validators raise ValueError with the message the user sees (config.loader adds the key path).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+from .names import Name
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _number(value: object) -> float:
+    # pydantic would turn true into 1.0; a switch where a number belongs is a mistake
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _within(low: float, high: float, low_open: bool, high_open: bool, hint: str = ""):
+    """A range check whose message spells the interval as the user would, e.g. (0, 1]."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(value: float) -> float:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            raise ValueError(f"must be in {interval}, got {value!r}{'; ' + hint if hint else ''}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_least(low: int):
+    def check(value: int) -> int:
+        if value < low:
+            raise ValueError(f"must be an integer >= {low}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+Real = Annotated[float, BeforeValidator(_number)]
+Positive = Annotated[StrictInt, _at_least(1)]
+NonNegative = Annotated[StrictInt, _at_least(0)]
+Share = Annotated[Real, _within(0, 1, True, False, "e.g. 0.25 trains on a quarter of train/good")]
+HoldoutShare = Annotated[Real, _within(0, 1, False, True, "0 disables the threshold")]
+Ratio = Annotated[Real, _within(0, 1, True, False, "e.g. 0.1 keeps 10% of the patches")]
+Probability = Annotated[Real, _within(0, 1, True, False)]
+NonNegativeReal = Annotated[Real, _within(0, math.inf, False, True)]
+
+
+class RunSelection(Section):
+    """What `dvc repro` runs: one data set, its categories, the backbones to compare."""
+
+    dataset: Name
+    categories: Annotated[tuple[Name, ...], Field(min_length=1)]
+    backbones: Annotated[tuple[Name, ...], Field(min_length=1)]
+
+
+Source = Literal["bundled", "mvtec", "url", "archive", "folder"]
+SOURCES: tuple[str, ...] = Source.__args__  # type: ignore[attr-defined]
+
+
+class DatasetSpec(Section):
+    """One entry of ``download:``; ``name`` is its key."""
+
+    name: Name
+    source: Source
+    path: StrictStr | None = None  # archive/folder: the local copy; mvtec: an optional local copy
+    url: StrictStr | None = None
+    sha256: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> DatasetSpec:
+        if self.source in ("archive", "folder") and not self.path:
+            raise ValueError(f"'path' is required for source '{self.source}': the local {self.source} to read")
+        if self.source == "url" and not (self.url and self.sha256):
+            raise ValueError("needs 'url' and its 'sha256' for source 'url'; the checksum is checked before use")
+        if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower())):
+            raise ValueError("'sha256' must be 64 hexadecimal digits")
+        return self
+
+
+RGB = tuple[Real, Real, Real]
+
+
+class BackboneSettings(Section):
+    """One entry of ``backbones:``; ``name`` is its key."""
+
+    name: Name
+    arch: StrictStr  # "<library>/<model name>", e.g. "timm/tf_efficientnet_lite2"
+    weights: StrictStr  # "pretrained", "random", or a path to a weights file
+    layers: Annotated[tuple[StrictStr, ...], Field(min_length=1)]
+    resize: StrictInt
+    crop: StrictInt
+    mean: RGB
+    std: RGB
+    target_dim: Positive
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # CLIP was trained on bicubic resizing
+    train_fraction: Share | None = None  # overrides extract.train_fraction for this backbone
+
+    @model_validator(mode="after")
+    def _geometry(self) -> BackboneSettings:
+        if any(v <= 0 for v in self.std):
+            raise ValueError("'std' must be positive")
+        if not 32 <= self.crop <= self.resize:
+            raise ValueError(f"need 32 <= crop <= resize, got crop={self.crop}, resize={self.resize}")
+        return self
+
+
+class ExtractSettings(Section):
+    batch_size: Positive
+    num_workers: NonNegative  # DataLoader processes decoding beside the forward pass
+    train_fraction: Share = 1.0  # share of train/good used; a backbone's own train_fraction wins
+    channels_last: StrictBool = False  # NHWC tensors: faster convolutions on some CPUs
+
+
+class CoresetSettings(Section):
+    ratio: Ratio
+    projection_dim: Positive
+    seed: StrictInt
+    holdout_fraction: HoldoutShare = 0.0  # training images kept out of the bank to set the threshold
+
+
+class EvaluateSettings(Section):
+    blur_sigma: NonNegativeReal  # Gaussian smoothing of the map, input pixels
+    query_batch: Positive
+    reweight_neighbours: NonNegative  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
+    threshold_quantile: Probability  # of the held-out nominal image scores
+    bootstrap: NonNegative  # resamples for the confidence intervals
+    max_fpr: Probability  # AUPRO integration limit
+    seed: StrictInt
+    faiss_threads: NonNegative = 0  # 0: faiss's default (all cores)
+    approximate_above: NonNegative = 0  # banks with more patches use HNSW; 0: always exact
+
+
+def _named(entries: object) -> object:
+    """Give each keyed entry its key as ``name`` (the user never writes it)."""
+    if not isinstance(entries, dict):
+        return entries
+    out = {}
+    for key, value in entries.items():
+        if isinstance(value, dict) and "name" in value:
+            raise ValueError(f"'{key}' must not set 'name': the key is its name")
+        out[key] = {**value, "name": key} if isinstance(value, dict) else value
+    return out
+
+
+class Params(Section):
+    """The whole of params.yaml."""
+
+    run: RunSelection
+    download: Annotated[dict[Name, DatasetSpec], Field(min_length=1)]
+    backbones: Annotated[dict[Name, BackboneSettings], Field(min_length=1)]
+    extract: ExtractSettings
+    coreset: CoresetSettings
+    evaluate: EvaluateSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, data: object) -> object:
+        if isinstance(data, dict):
+            data = {**data, **{k: _named(data[k]) for k in ("download", "backbones") if k in data}}
+        return data
+
+    @model_validator(mode="after")
+    def _selection(self) -> Params:
+        if self.run.dataset not in self.download:
+            raise ValueError(
+                f"unknown dataset '{self.run.dataset}' in run.dataset; allowed: {', '.join(sorted(self.download))} (keys of 'download:')"
+            )
+        for name in self.run.backbones:
+            if name not in self.backbones:
+                raise ValueError(f"unknown backbone '{name}' in run.backbones; allowed: {', '.join(sorted(self.backbones))}")
+        return self
+
+    def backbone(self, name: str) -> BackboneSettings:
+        if name not in self.backbones:
+            from ..errors import UsageError
+
+            raise UsageError(f"unknown backbone '{name}'; allowed: {', '.join(sorted(self.backbones))} (params.yaml 'backbones:')")
+        return self.backbones[name]
+
+    def dataset(self) -> DatasetSpec:
+        return self.download[self.run.dataset]
+
+    def category(self, name: str) -> str:
+        """A category named on the command line must be one of run.categories (a plain name, so a safe path)."""
+        if name not in self.run.categories:
+            from ..errors import UsageError
+
+            raise UsageError(f"category '{name}' is not in params.yaml run.categories ({', '.join(self.run.categories)}); add it there")
+        return name

@@ -1,0 +1,122 @@
+"""Resumable HTTPS downloads that are never mistaken for complete before they are verified."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import os
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import UsageError
+
+CHUNK = 1 << 20
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+        return
+    raise UsageError(f"{url}: only https URLs are fetched (plain http only from this machine itself); use the https address")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False) as bar:
+        while block := f.read(CHUNK):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()
+
+
+def _offline(url: str, exc: BaseException) -> UsageError:
+    host = urllib.parse.urlsplit(url).hostname
+    return UsageError(
+        f"cannot reach {host} to download {url} ({exc}); this machine looks offline: download the file elsewhere and set the data set's 'path' in params.yaml to the local copy"
+    )
+
+
+def _transfer(url: str, part: Path, context: ssl.SSLContext, timeout: float) -> None:
+    """One request: append the rest of the file to ``part`` (or start it over when the server ignores ranges)."""
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            if start and response.status != 206:
+                start = 0  # the server ignored the range: start over
+            length = response.headers.get("Content-Length")
+            total = start + int(length) if length is not None else None
+            with (
+                open(part, "r+b" if start else "wb") as out,
+                tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=f"download {part.name.removesuffix('.part')}") as bar,
+            ):
+                out.seek(start)
+                out.truncate()
+                while block := response.read(CHUNK):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:  # asked past the end: the partial file is already whole
+            return
+        raise UsageError(f"{url}: the server answered HTTP {exc.code} {exc.reason}; check the URL") from None
+    if total is not None and part.stat().st_size < total:
+        raise http.client.IncompleteRead(b"", total - part.stat().st_size)
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, retries: int = 5, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming a partial ``dest.part`` with HTTP range requests.
+
+    The bytes live in ``<dest>.part`` until the transfer is complete and, when ``sha256``
+    is given, verified; only then are they renamed to ``dest``. A checksum mismatch
+    deletes the partial file, so the next run starts clean.
+    """
+    check_url(url)
+    dest = Path(dest)
+    if dest.is_file():
+        if sha256 is None or file_sha256(dest) == sha256:
+            return dest
+        dest.unlink()  # a stale or damaged copy: fetch it again
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    context = ssl.create_default_context()  # certificates and host names are always checked
+    attempt = 0
+    while True:
+        try:
+            _transfer(url, part, context, timeout)
+            break
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise UsageError(
+                    f"{url}: TLS certificate check failed ({reason.verify_message}); not downloading from an unverified server"
+                ) from None
+            if isinstance(reason, socket.gaierror) or (isinstance(reason, ConnectionRefusedError) and not part.exists()):
+                raise _offline(url, reason) from None
+            attempt += 1
+            if attempt > retries:
+                raise UsageError(f"{url}: download failed after {retries} retries ({reason}); run again to resume from {part}") from None
+            time.sleep(min(2.0**attempt * 0.1, 10.0))
+    if sha256 is not None:
+        actual = file_sha256(part)
+        if actual != sha256:
+            part.unlink()
+            raise UsageError(f"{url}: sha256 {actual} does not match the published {sha256}; the corrupt download was deleted, run again")
+    os.replace(part, dest)
+    return dest

@@ -1,0 +1,88 @@
+"""Image decoding and the resize/crop/normalise steps shared by extraction, evaluation and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
+
+from ..config import BackboneSettings
+
+
+def _geometry(settings: BackboneSettings) -> list:
+    """Resize and centre-crop to the network's input, the steps every view of an image shares."""
+    return [
+        T.Resize(settings.resize, interpolation=T.InterpolationMode(settings.interpolation), antialias=True),
+        T.CenterCrop(settings.crop),
+    ]
+
+
+def image_transform(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> the normalised tensor the network takes."""
+    return T.Compose(
+        [
+            T.ToImage(),
+            *_geometry(settings),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(mean=list(settings.mean), std=list(settings.std)),
+        ]
+    )
+
+
+def network_view(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> PIL image as the network sees it (resized and cropped), for pictures."""
+    return T.Compose(_geometry(settings))
+
+
+# MVTec images are at most 1024 x 1024; anything past this is refused as a decompression bomb.
+MAX_PIXELS = 64_000_000
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """One RGB conversion for every input mode, so the same scene gives the same features.
+
+    16-bit and 32-bit greyscale are scaled by their type's range (PIL would clip them to
+    white); palette and alpha images are flattened (alpha dropped); CMYK and greyscale go
+    through PIL's own conversions.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return to_rgb(image)
+
+
+def mask_array(image: Image.Image) -> np.ndarray:
+    """A mask as bool (height, width): any non-zero pixel is defective (MVTec: 0/255, others 0/1)."""
+    if image.mode in ("P", "PA", "RGBA", "LA", "CMYK"):
+        image = image.convert("RGB")  # never let an opaque alpha channel mark every pixel
+    values = np.asarray(image)
+    return np.asarray(values.reshape(values.shape[0], values.shape[1], -1).any(axis=2))
+
+
+def load_mask(path: Path | None, settings: BackboneSettings) -> np.ndarray:
+    """A binary mask in the network's input geometry (resize + centre crop), as bool (crop, crop).
+
+    An image without a mask (a good one) gets an all-false mask.
+    """
+    if path is None:
+        return np.zeros((settings.crop, settings.crop), dtype=bool)
+    with Image.open(path) as image:
+        mask = torch.from_numpy(mask_array(image))[None].to(torch.uint8)
+    mask = TF.resize(mask, settings.resize, interpolation=T.InterpolationMode.NEAREST)
+    mask = TF.center_crop(mask, settings.crop)
+    return mask[0].numpy().astype(bool)

@@ -1,0 +1,113 @@
+"""The MVTec AD folder layout: which images a category holds, their labels and masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+GOOD = "good"
+_JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+
+
+def is_data_name(name: str) -> bool:
+    """Hidden files and the junk that archivers and file browsers leave behind are not data."""
+    return not name.startswith(".") and name not in _JUNK
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and is_data_name(path.name) and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the category root, POSIX style
+    label: int  # 0 good, 1 defective
+    defect: str  # "good" or the defect type
+    mask: str  # relative mask path, "" when there is none
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def find_mask(root: Path, defect: str, stem: str) -> Path | None:
+    """MVTec names masks ``<stem>_mask.png``; other sets (the bundled sample) use ``<stem>.png``."""
+    for name in (f"{stem}_mask.png", f"{stem}.png"):
+        candidate = root / "ground_truth" / defect / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def seeded_share(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded ``fraction`` of n items, at least one."""
+    k = max(1, int(round(n * fraction)))
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def subset(samples: list[Sample], fraction: float, seed: int = 0) -> list[Sample]:
+    """A seeded subset of ``fraction`` of the samples (at least one), kept in path order."""
+    if fraction >= 1.0:
+        return list(samples)
+    return [samples[i] for i in seeded_share(len(samples), fraction, seed)]
+
+
+def list_split(root: Path, split: str) -> list[Sample]:
+    """Samples of ``train`` or ``test`` under a category root, sorted by path (so output rows are stable)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"data folder {root} not found; run 'patchcore download' (or 'dvc repro') first")
+    if split == "train":
+        samples = [Sample(p.relative_to(root).as_posix(), 0, GOOD, "") for p in _images(root / "train" / GOOD)]
+        if not samples:
+            raise UsageError(f"{root / 'train' / GOOD}: no training images; PatchCore needs good images there")
+        return samples
+    if split != "test":
+        raise ValueError(split)
+    test = root / "test"
+    defects = sorted(d.name for d in test.iterdir() if d.is_dir() and is_data_name(d.name)) if test.is_dir() else []
+    samples = []
+    for defect in defects:
+        for image in _images(test / defect):
+            if defect == GOOD:
+                samples.append(Sample(image.relative_to(root).as_posix(), 0, GOOD, ""))
+                continue
+            mask = find_mask(root, defect, image.stem)
+            # A defect type with a ground_truth folder must have every mask; one without has none,
+            # and its images are left out of the pixel metrics (evaluate says so).
+            if mask is None and (root / "ground_truth" / defect).is_dir():
+                raise UsageError(f"{image}: defect image without a mask; expected {root / 'ground_truth' / defect / (image.stem + '_mask.png')}")
+            rel_mask = mask.relative_to(root).as_posix() if mask is not None else ""
+            samples.append(Sample(image.relative_to(root).as_posix(), 1, defect, rel_mask))
+    if not samples:
+        raise UsageError(f"{test}: no test images; expected test/good and test/<defect type> folders")
+    if all(s.label == 0 for s in samples) or all(s.label == 1 for s in samples):
+        raise UsageError(f"{test}: AUROC needs both good and defective test images")
+    return sorted(samples, key=lambda s: s.path)
+
+
+def validate_category(root: Path, decode) -> dict[str, int]:
+    """Check a category before any feature is computed; return its image counts.
+
+    ``decode(path)`` must fully decode an image and return its (width, height); it raises
+    UsageError naming the file when the file is not a usable image.
+    """
+    train, test = list_split(root, "train"), list_split(root, "test")
+    for sample in train + test:
+        size = decode(root / sample.path)
+        if sample.mask and (mask_size := decode(root / sample.mask)) != size:
+            raise UsageError(f"{root / sample.mask}: mask size {mask_size} differs from its image's {size} ({sample.path}); fix or remove the mask")
+    return {
+        "train_good": len(train),
+        "test_good": sum(1 for s in test if s.label == 0),
+        "test_defective": sum(1 for s in test if s.label == 1),
+        "defect_types": len({s.defect for s in test if s.label == 1}),
+        "masks": sum(1 for s in test if s.mask),
+    }

@@ -1,0 +1,64 @@
+"""Deterministic HDF5 files: the same content always gives the same bytes.
+
+DVC decides whether downstream stages rerun by hashing output bytes, so nothing
+time- or order-dependent may enter a file: no timestamps, fixed chunking,
+rows in sorted order, attributes written in a fixed order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+STRING = h5py.string_dtype("utf-8")
+
+
+def create(path: Path) -> h5py.File:
+    # Fixed library version bounds: the on-disk format must not depend on the h5py build's default.
+    return h5py.File(path, "w", libver=("v110", "v110"), track_order=False)
+
+
+def write_strings(group: h5py.Group, name: str, values: list[str]) -> None:
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, track_times=False)
+
+
+def write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
+    group.create_dataset(name, data=values, track_times=False)
+
+
+def create_rows(group: h5py.Group, name: str, shape: tuple[int, int], rows_per_chunk: int) -> h5py.Dataset:
+    return group.create_dataset(name, shape=shape, dtype=np.float32, chunks=(max(1, min(rows_per_chunk, shape[0])), shape[1]), track_times=False)
+
+
+def set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
+    for key in sorted(attrs):
+        value = attrs[key]
+        obj.attrs[key] = value
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def image_runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) covering the given sorted images, neighbours merged.
+
+    Patch files store each image's rows contiguously; reading runs instead of one image at
+    a time avoids a copy per image.
+    """
+    runs: list[tuple[int, int]] = []
+    for i in images:
+        start, stop = int(i) * per_image, (int(i) + 1) * per_image
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
+
+
+def read_images(dataset: h5py.Dataset, images: np.ndarray, per_image: int) -> np.ndarray:
+    """The rows of the given sorted images, in order."""
+    blocks = [dataset[a:b] for a, b in image_runs(images, per_image)]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

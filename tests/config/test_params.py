@@ -1,0 +1,114 @@
+"""params.yaml as typed settings: misspelt keys, bad values and unsafe names are one-line errors."""
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from stages import config
+from stages.errors import UsageError
+
+from helpers import REPO, assert_usage_error, edit_params, files_under, run_cli
+
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+# (where the typo goes, the misspelt key, the key it should have been)
+TYPOS = [
+    ("", "extrct", "extract"),
+    ("run", "categries", "categories"),
+    ("download.sample", "sorce", "source"),
+    ("backbones.efficientnet_lite2", "interpolaton", "interpolation"),
+    ("extract", "batchsize", "batch_size"),
+    ("coreset", "holdout_fracton", "holdout_fraction"),
+    ("evaluate", "blur_sigm", "blur_sigma"),
+]
+
+
+@pytest.mark.parametrize(("section", "typo", "meant"), TYPOS, ids=[t[0] or "top" for t in TYPOS])
+def test_a_misspelt_key_names_itself_and_the_closest_key(project, section, typo, meant):
+    edit_params(project, **{f"{section}.{typo}" if section else typo: 0.2})
+    result = run_cli("download", "-c", "hazelnut_toy", cwd=project)
+    dotted = f"{section}.{typo}" if section else typo
+    assert_usage_error(result, "params.yaml", f"'{dotted}'", f"did you mean '{meant}'?")
+    assert files_under(project / "data" / "sample") == []
+
+
+def _load(**changes) -> config.Params:
+    data = yaml.safe_load(yaml.safe_dump(RAW))
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return config.validate(config.Params, data, "params.yaml")
+
+
+def test_the_committed_params_load_and_keep_their_values():
+    params = _load()
+    assert params.run.dataset == "sample" and params.run.backbones == ("efficientnet_lite2",)
+    lite2 = params.backbone("efficientnet_lite2")
+    assert (lite2.name, lite2.crop, lite2.target_dim, lite2.interpolation) == ("efficientnet_lite2", 260, 168, "bilinear")
+    assert params.coreset.holdout_fraction == 0.1 and params.evaluate.reweight_neighbours == 9
+    with pytest.raises(ValidationError, match="frozen"):
+        params.coreset.ratio = 0.5  # frozen: settings are passed down, never changed on the way
+
+
+@pytest.mark.parametrize(
+    ("changes", "needles"),
+    [
+        ({"coreset.ratio": 1.5}, ["'coreset.ratio'", "(0, 1]"]),
+        ({"coreset.ratio": True}, ["'coreset.ratio'", "number"]),
+        ({"extract.batch_size": 0}, ["'extract.batch_size'", ">= 1"]),
+        ({"extract.batch_size": "8"}, ["'extract.batch_size'", "integer"]),
+        ({"extract.channels_last": "yes"}, ["'extract.channels_last'"]),
+        ({"coreset.holdout_fraction": 1.0}, ["'coreset.holdout_fraction'", "[0, 1)"]),
+        ({"backbones.efficientnet_lite2.crop": 999}, ["backbones.efficientnet_lite2", "crop <= resize"]),
+        ({"backbones.efficientnet_lite2.mean": [0.5, 0.5]}, ["backbones.efficientnet_lite2.mean", "too few"]),
+        ({"backbones.efficientnet_lite2.interpolation": "nearest"}, ["interpolation", "bicubic"]),
+        ({"backbones.efficientnet_lite2.name": "other"}, ["efficientnet_lite2", "name"]),
+        ({"run.backbones": ["nope"]}, ["run.backbones", "nope", "efficientnet_lite1"]),
+        ({"run.dataset": "nope"}, ["run.dataset", "nope", "sample"]),
+        ({"download.sample.source": "ftp"}, ["'download.sample.source'", "bundled"]),
+        ({"download.web": {"source": "url", "url": "https://example.org/a.tar.gz"}}, ["download.web", "sha256"]),
+        ({"evaluate.threshold_quantile": 0}, ["'evaluate.threshold_quantile'", "(0, 1]"]),
+        ({"evaluate.faiss_threads": -1}, ["'evaluate.faiss_threads'", ">= 0"]),
+    ],
+)
+def test_bad_values_name_the_key(changes, needles):
+    with pytest.raises(UsageError) as caught:
+        _load(**changes)
+    message = str(caught.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+UNSAFE = ["../../../d", "/etc", "a/b", "..", ".hidden", "-c", "", "a\\b", "x" * 101]
+
+
+@pytest.mark.parametrize("name", UNSAFE)
+def test_names_that_become_paths_must_be_plain(name):
+    kinds = {
+        "dataset": {"run.dataset": name, f"download.{name}": {"source": "bundled"}},
+        "category": {"run.categories": [name]},
+        "backbone": {"run.backbones": [name], f"backbones.{name}": RAW["backbones"]["efficientnet_lite2"]},
+    }
+    for kind, changes in kinds.items():
+        data = yaml.safe_load(yaml.safe_dump(RAW))
+        for dotted, value in changes.items():
+            section, _, key = dotted.partition(".")
+            data[section][key] = value
+        with pytest.raises(UsageError, match="not a plain name") as caught:
+            config.validate(config.Params, data, "params.yaml")
+        where = {"dataset": ("download", "run.dataset"), "category": ("run.categories",), "backbone": ("backbones",)}[kind]
+        assert any(w in str(caught.value) for w in where), caught.value
+
+
+@pytest.mark.parametrize("name", ["hazelnut_toy", "metal-nut", "v1.2", "MVTec_AD"])
+def test_plain_names_are_accepted(name):
+    assert _load(**{"run.categories": [name]}).run.categories == (name,)
+
+
+def test_a_category_on_the_command_line_must_be_selected(project):
+    assert_usage_error(run_cli("download", "-c", "../../etc", cwd=project), "../../etc", "run.categories")
+    assert files_under(project / "data" / "sample") == []

@@ -1,0 +1,62 @@
+import hashlib
+
+import pytest
+
+from stages.datasets.fetch import fetch
+from stages.errors import UsageError
+
+from httpserver import ArchiveServer
+
+BODY = bytes(range(256)) * 40_000  # 10 MB, several read chunks
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_interrupted_download_resumes_with_a_range_request(tmp_path):
+    with ArchiveServer({"a.tar.gz": BODY}, cut_first=True) as server:
+        dest = fetch(server.url("a.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(BODY))
+        ranges = [r for _, r in server.requests]
+    assert dest.read_bytes() == BODY
+    assert ranges[0] is None and ranges[1] == f"bytes={len(BODY) // 2}-"  # resumed where the cut happened
+    assert not (tmp_path / "a.tar.gz.part").exists()
+
+
+def test_partial_file_is_never_taken_as_complete_and_resumes_next_run(tmp_path):
+    dest = tmp_path / "a.tar.gz"
+    with ArchiveServer({"a.tar.gz": BODY}, cut_first=True) as server:
+        with pytest.raises(UsageError, match="run again to resume"):
+            fetch(server.url("a.tar.gz"), dest, sha256=sha(BODY), retries=0)
+        assert not dest.exists() and (tmp_path / "a.tar.gz.part").stat().st_size == len(BODY) // 2
+        fetch(server.url("a.tar.gz"), dest, sha256=sha(BODY))
+        assert server.requests[-1][1] == f"bytes={len(BODY) // 2}-"
+    assert dest.read_bytes() == BODY
+
+
+def test_a_corrupted_byte_is_caught_and_the_download_deleted(tmp_path):
+    bad = bytearray(BODY)
+    bad[123_456] ^= 0x01
+    with ArchiveServer({"a.tar.gz": bytes(bad)}) as server:
+        with pytest.raises(UsageError, match="does not match the published"):
+            fetch(server.url("a.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(BODY))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_and_insecure_urls_fail_clearly(tmp_path):
+    with ArchiveServer({}) as server:
+        port = server.httpd.server_address[1]
+    # the server is gone: nothing listens on that port any more
+    with pytest.raises(UsageError, match="looks offline"):
+        fetch(f"http://127.0.0.1:{port}/x.tar.gz", tmp_path / "x.tar.gz")
+    with pytest.raises(UsageError, match="only https"):
+        fetch("http://example.com/x.tar.gz", tmp_path / "x.tar.gz")
+    with pytest.raises(UsageError, match="looks offline"):
+        fetch("https://no-such-host.invalid/x.tar.gz", tmp_path / "x.tar.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_names_the_status(tmp_path):
+    with ArchiveServer({}) as server:
+        with pytest.raises(UsageError, match="HTTP 404"):
+            fetch(server.url("missing.tar.gz"), tmp_path / "m.tar.gz")

@@ -1,0 +1,62 @@
+"""Helpers shared by the tests: the repository's files, a CLI runner, a small copy of the sample."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "data" / "bundled" / "hazelnut_toy.tar.gz"
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, exactly one `error:` line holding every needle, and no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    # progress bars may share stderr; the error itself is exactly one line
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def small_copy(sample_root: Path, dest: Path, train: int = 8, good: int = 3, defective: int = 5) -> Path:
+    """A reduced copy of the sample in MVTec layout, so pipeline tests run in seconds."""
+
+    def take(sub: str, n: int) -> list[Path]:
+        files = sorted((sample_root / sub).iterdir())[:n]
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, dest / sub / f.name)
+        return files
+
+    take("train/good", train)
+    take("test/good", good)
+    for image in take("test/colour", defective):
+        (dest / "ground_truth/colour").mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_root / "ground_truth/colour" / f"{image.stem}.png", dest / "ground_truth/colour" / f"{image.stem}.png")
+    return dest
+
+
+def edit_params(project: Path, **changes) -> None:
+    """Set dotted keys in the project's params.yaml, e.g. edit_params(p, **{"coreset.ratio": 0.5})."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []

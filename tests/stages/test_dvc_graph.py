@@ -1,0 +1,122 @@
+"""The pipeline's dependency graph, checked with real `dvc repro` runs in a throw-away git + DVC copy."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, edit_params, small_copy
+
+B0, B1 = "efficientnet_lite0", "efficientnet_lite1"
+
+
+class Project:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def sh(self, *cmd: str) -> str:
+        result = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def repro(self, *args: str) -> set[str]:
+        """The stages that `dvc repro` ran."""
+        return set(re.findall(r"Running stage '([^']+)'", self.sh("dvc", "repro", *args)))
+
+    def edit(self, **changes) -> None:
+        edit_params(self.root, **changes)
+
+    def summary(self) -> dict:
+        return json.loads((self.root / "metrics/summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(sample_root, tmp_path_factory) -> Project:
+    base = tmp_path_factory.mktemp("dvcgraph")
+    tiny = base / "tiny"
+    small_copy(sample_root, tiny / "widget", train=4, good=1, defective=2)
+    small_copy(sample_root, tiny / "gadget", train=4, good=1, defective=2)
+    root = base / "proj"
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data/bundled", root / "data/bundled")
+    p = Project(root)
+    p.edit(
+        **{
+            "download.tiny": {"source": "folder", "path": str(tiny)},
+            "run.dataset": "tiny",
+            "run.categories": ["widget"],
+            "run.backbones": [B0, B1],
+            "coreset.holdout_fraction": 0.25,
+            "evaluate.bootstrap": 20,
+        }
+    )
+    p.sh("git", "init", "-q")
+    p.sh("dvc", "init", "-q")
+    p.sh("dvc", "config", "core.analytics", "false")
+    ran = p.repro()
+    assert ran == {
+        "download@widget",
+        f"extract@widget-{B0}",
+        f"extract@widget-{B1}",
+        f"coreset@widget-{B0}",
+        f"coreset@widget-{B1}",
+        f"evaluate@widget-{B0}",
+        f"evaluate@widget-{B1}",
+        "summarize",
+    }
+    assert p.repro() == set()  # nothing changed, nothing runs
+    return p
+
+
+def test_a_backbone_edit_reruns_only_its_branch(project):
+    project.edit(**{f"backbones.{B1}.target_dim": 100})
+    assert project.repro() == {f"extract@widget-{B1}", f"coreset@widget-{B1}", f"evaluate@widget-{B1}", "summarize"}
+
+
+def test_coreset_settings_rerun_coreset_and_evaluate_not_extract(project):
+    project.edit(**{"coreset.ratio": 0.2})
+    assert project.repro() == {f"coreset@widget-{B0}", f"coreset@widget-{B1}", f"evaluate@widget-{B0}", f"evaluate@widget-{B1}", "summarize"}
+
+
+def test_unchanged_extract_gives_identical_bytes_and_stops_there(project):
+    h5 = project.root / f"features/tiny/widget/{B0}/train.h5"
+    before = h5.read_bytes()
+    assert project.repro("-f", "-s", f"extract@widget-{B0}") == {f"extract@widget-{B0}"}
+    assert h5.read_bytes() == before
+    assert project.repro() == set()  # coreset and evaluate see the same bytes and are skipped
+
+
+def test_adding_then_removing_a_category(project):
+    project.edit(**{"run.categories": ["widget", "gadget"]})
+    assert project.repro() == {
+        "download@gadget",
+        f"extract@gadget-{B0}",
+        f"extract@gadget-{B1}",
+        f"coreset@gadget-{B0}",
+        f"coreset@gadget-{B1}",
+        f"evaluate@gadget-{B0}",
+        f"evaluate@gadget-{B1}",
+        "summarize",
+    }
+    assert "gadget" in project.summary()[B0]
+    project.edit(**{"run.categories": ["widget"]})
+    assert project.repro() == {"summarize"}
+    assert "gadget" not in project.summary()[B0] and "widget" in project.summary()[B0]
+
+
+def test_adding_a_backbone_runs_only_its_stages(project):
+    project.edit(**{"run.backbones": [B0]})
+    assert project.repro() == {"summarize"}
+    project.edit(**{"run.backbones": [B0, "efficientnet_lite2"]})
+    b2 = "efficientnet_lite2"
+    assert project.repro() == {f"extract@widget-{b2}", f"coreset@widget-{b2}", f"evaluate@widget-{b2}", "summarize"}
+    assert set(project.summary()) == {"dataset", B0, b2}

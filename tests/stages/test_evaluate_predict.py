@@ -1,0 +1,86 @@
+"""evaluate's intervals, threshold and pictures, and predict against evaluate."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from helpers import REPO, edit_params, run_cli, small_copy
+
+
+@pytest.fixture(scope="module")
+def trained(sample_root, tmp_path_factory):
+    project = tmp_path_factory.mktemp("evalproject")
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=10, good=3, defective=5)
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2})
+    for stage in ("extract", "coreset", "evaluate"):
+        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
+        assert result.returncode == 0, result.stderr
+    return project
+
+
+def test_evaluate_reports_intervals_threshold_and_pictures(trained):
+    record = json.loads((trained / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro"):
+        lo, hi = record["ci95"][key]
+        assert lo <= record[key] <= hi
+    assert 0.5 < record["aupro"] <= 1.0
+    assert record["reweighting"] == {"on": True, "neighbours": 9}
+    t = record["threshold_metrics"]
+    assert t["holdout_images"] == 2 and t["threshold"] > 0 and 0 <= t["f1"] <= 1
+    plots = trained / "plots/sample/efficientnet_lite0/hazelnut_toy"
+    roc = json.loads((plots / "roc.json").read_text())["roc"]
+    assert roc[0] == {"fpr": 0.0, "tpr": 0.0} and roc[-1] == {"fpr": 1.0, "tpr": 1.0}
+    for png in ("roc.png", "maps.png"):
+        assert (plots / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_equals_evaluate(trained, tmp_path):
+    root = trained / "data/sample/hazelnut_toy"
+    model = trained / "features/sample/hazelnut_toy/efficientnet_lite0"
+    result = run_cli("predict", str(model), str(root / "test"), "--out", str(tmp_path / "out"), cwd=trained)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    with open(trained / "plots/sample/efficientnet_lite0/hazelnut_toy/scores.csv") as f:
+        expected = {row["image"]: float(row["score"]) for row in csv.DictReader(f)}
+    got = {str(__import__("pathlib").Path(x["image"]).relative_to(root)): x["score"] for x in lines}
+    assert got.keys() == expected.keys()
+    for image, score in expected.items():
+        assert got[image] == pytest.approx(score, rel=1e-5), image
+    threshold = json.loads((model / "model.json").read_text())["threshold"]
+    for x in lines:
+        assert x["verdict"] == ("anomalous" if x["score"] >= threshold else "good")
+        assert x["normalised_score"] == pytest.approx(x["score"] / threshold, rel=1e-5)
+        assert (tmp_path / "out/heatmaps" / __import__("pathlib").Path(x["heatmap"]).name).is_file()
+
+
+def test_predict_scores_the_rest_when_one_image_is_unreadable(trained, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    shutil.copy(trained / "data/sample/hazelnut_toy/test/good/04.jpg", folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a jpeg")
+    model = trained / "features/sample/hazelnut_toy/efficientnet_lite0"
+    result = run_cli("predict", str(model), str(folder), "--out", str(tmp_path / "out"), cwd=trained)
+    assert result.returncode == 1
+    assert "b.jpg" in result.stderr and "Traceback" not in result.stderr
+    assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 1
+
+
+def test_predict_refuses_other_settings_and_broken_models(trained, tmp_path):
+    model = trained / "features/sample/hazelnut_toy/efficientnet_lite0"
+    image = trained / "data/sample/hazelnut_toy/test/good/04.jpg"
+    changed = tmp_path / "params.yaml"
+    shutil.copy(trained / "params.yaml", changed)
+    edit_params(tmp_path, **{"backbones.efficientnet_lite0.crop": 200, "backbones.efficientnet_lite0.resize": 200})
+    result = run_cli("predict", str(model), str(image), "--params", str(changed), cwd=trained)
+    assert result.returncode == 2 and "other settings" in result.stderr and "crop" in result.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "model.json").write_text("{not json")
+    result = run_cli("predict", str(broken), str(image), cwd=trained)
+    assert result.returncode == 2 and "corrupted model file" in result.stderr
+    (broken / "model.json").unlink()
+    result = run_cli("predict", str(broken), str(image), cwd=trained)
+    assert result.returncode == 2 and "model.json not found" in result.stderr

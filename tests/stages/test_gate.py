@@ -1,0 +1,53 @@
+"""The CI metric gate and the GitHub workflow."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from stages.core.tables import gate
+
+from helpers import REPO, run_cli
+
+
+def test_gate_passes_within_tolerance_and_fails_on_a_worse_metric(tmp_path):
+    committed = json.loads((REPO / "metrics/summary.json").read_text())
+    backbone = next(k for k in committed if k != "dataset")
+    category = next(k for k in committed[backbone] if k not in ("mean", "weights"))
+    base = tmp_path / "baseline.json"
+    base.write_text(json.dumps(committed))
+    same = run_cli("gate", str(base), str(base), cwd=REPO)
+    assert same.returncode == 0 and "within 0.002" in same.stdout
+
+    doctored = json.loads(json.dumps(committed))
+    doctored[backbone][category]["pixel_auroc"] = round(committed[backbone][category]["pixel_auroc"] - 0.01, 6)
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps(doctored))
+    result = run_cli("gate", str(worse), str(base), cwd=REPO)
+    assert result.returncode == 1
+    assert f"{backbone}.{category}.pixel_auroc" in result.stderr and "-0.0100" in result.stderr
+
+    nudged = json.loads(json.dumps(committed))
+    nudged[backbone][category]["pixel_auroc"] = committed[backbone][category]["pixel_auroc"] - 0.001
+    assert gate(nudged, committed, 0.002) == []
+
+
+def test_gate_fails_when_a_committed_metric_disappears():
+    base = {"dataset": "x", "b": {"c": {"image_auroc": 0.9, "aupro": 0.8}, "mean": {"image_auroc": 0.9}}}
+    now = {"dataset": "x", "b": {"c": {"image_auroc": 0.9}, "mean": {"image_auroc": 0.9}}}
+    assert gate(now, base, 0.002) == ["b.c.aupro: committed 0.8, now missing"]
+
+
+def lint(path: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    return subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True)
+
+
+def test_github_workflow_is_valid(tmp_path):
+    workflow = REPO / ".github/workflows/pipeline.yml"
+    assert lint(workflow).returncode == 0
+    text = workflow.read_text()
+    assert "dvc metrics diff" in text and "dvc params diff" in text and "cml comment" in text
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    assert lint(broken).returncode != 0  # the linter does catch a wrong key

@@ -1,0 +1,57 @@
+"""The package's shape: imports run stage modules -> library roles -> core, and modules stay small."""
+
+import ast
+
+import pytest
+
+from helpers import REPO
+from imports import PACKAGE, imported_modules
+
+ROLES = ("config", "backbones", "datasets", "store")
+STAGE_MODULES = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "errors"}
+FILES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _layer(dotted: str) -> str:
+    parts = dotted.split(".")
+    if len(parts) == 1 or parts[1] == "errors":
+        return "base"
+    return parts[1] if parts[1] in ROLES + ("core",) else "stage"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_imports_never_point_back_up(path):
+    rel = path.relative_to(PACKAGE).parts
+    here = rel[0] if len(rel) > 1 else ("base" if path.stem in ("__init__", "errors") else "stage")
+    for module in imported_modules(path):
+        there = _layer(module)
+        if here == "core":
+            assert there in ("core",), f"{path}: core imports {module}; core is pure (no settings, no file I/O)"
+        elif here == "config":
+            assert there in ("config", "base"), f"{path}: config imports {module}"
+        elif here in ROLES:
+            assert there != "stage", f"{path}: a library role imports the stage module {module}"
+
+
+def _long_functions(tree: ast.AST) -> list[tuple[str, int]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            compiled = any("njit" in ast.unparse(d) or "jit" in ast.unparse(d) for d in node.decorator_list)
+            length = node.end_lineno - node.lineno + 1
+            if length > 55 and not compiled:
+                found.append((node.name, length))
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_modules_and_functions_stay_small(path):
+    lines = path.read_text().count("\n")
+    assert lines <= 260, f"{path}: {lines} lines; split it by what it holds"
+    assert not _long_functions(ast.parse(path.read_text())), f"{path}: functions over ~50 lines: {_long_functions(ast.parse(path.read_text()))}"
+
+
+def test_every_stage_module_has_a_command():
+    cli = (PACKAGE / "cli.py").read_text()
+    for name in STAGE_MODULES - {"cli"}:
+        assert f"from . import {name}" in cli, f"stages/{name}.py is not reached from the CLI"

