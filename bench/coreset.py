@@ -1,4 +1,4 @@
-"""Coreset benchmark: plain greedy vs the lazy greedy of stages/sampling.py (vs anomalib if installed).
+"""Coreset benchmark: plain greedy vs the lazy greedy of stages/core/sampling.py (vs anomalib if installed).
 
 Each method runs in its own process on the same bank, read from an HDF5 file as the coreset
 stage reads it (same projection, same start), so times and peak memory are comparable

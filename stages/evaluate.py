@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support, roc_curve
 from tqdm import tqdm
 
-from .config import BackboneSettings, EvaluateSettings, Params
+from .config import AggregationSettings, BackboneSettings, EvaluateSettings, Params
 from .core.localization import (
     PixelCounts,
     aupro,
@@ -131,6 +132,7 @@ def metrics_record(s: Scored, backbone: BackboneSettings, settings: EvaluateSett
         "category": str(s.attrs["category"]),
         "backbone": backbone.name,
         "weights": str(s.attrs["weights"]),
+        "features": json.loads(str(s.attrs["aggregation"])),
         "image_auroc": round(image_auroc(s.labels, s.scores), 6),
         "pixel_auroc": None if pix is None else round(pix, 6),
         "aupro": None if pro is None else round(pro, 6),
@@ -155,6 +157,7 @@ def metrics_record(s: Scored, backbone: BackboneSettings, settings: EvaluateSett
 def model_card(s: Scored, record: dict, backbone: BackboneSettings, settings: EvaluateSettings, threshold: float | None) -> ModelCard:
     return ModelCard(
         backbone=backbone,
+        aggregation=AggregationSettings(**{k: v for k, v in record["features"].items() if k != "layer_dim"}),
         weights=record["weights"],
         dataset=record["dataset"],
         category=record["category"],

@@ -11,9 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import backbones as bb
-from .backbones import LayerTap, LoadedBackbone, geometry
-from .config import BackboneSettings, ExtractSettings, Params
-from .core.features import aggregate
+from .backbones import LayerTap, LoadedBackbone, PatchFeatures, geometry
+from .config import AggregationSettings, BackboneSettings, ExtractSettings, Params
 from .datasets.images import image_transform, load_rgb
 from .datasets.layout import Sample, list_split, subset
 from .errors import UsageError
@@ -39,8 +38,7 @@ def write_split(
     root: Path,
     samples: list[Sample],
     grid: tuple[int, int, int],
-    tap: LayerTap,
-    settings: BackboneSettings,
+    features: PatchFeatures,
     batch_size: int,
     num_workers: int,
     attrs: dict,
@@ -48,7 +46,7 @@ def write_split(
 ) -> None:
     h, w, d = grid
     per_image = h * w
-    loader = DataLoader(_Images(root, samples, settings), batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = DataLoader(_Images(root, samples, features.settings), batch_size=batch_size, num_workers=num_workers, shuffle=False)
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as f:
             rows = h5io.create_rows(f, "patches", (len(samples) * per_image, d), per_image)
@@ -58,7 +56,7 @@ def write_split(
                 for images, hw in tqdm(loader, desc=f"extract {attrs['split']}", unit="batch"):
                     if channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    patches = aggregate(tap(images), settings.target_dim)
+                    patches = features(images)
                     n = patches.shape[0]
                     rows[start * per_image : (start + n) * per_image] = patches.reshape(-1, d).numpy()
                     sizes[start : start + n] = hw.numpy()
@@ -77,6 +75,7 @@ def run(
     settings: BackboneSettings,
     loaded: LoadedBackbone,
     extract: ExtractSettings,
+    aggregation: AggregationSettings,
     meta: dict,
 ) -> dict:
     """Extract both splits; return the image count and the seconds it took (for throughput)."""
@@ -85,7 +84,7 @@ def run(
     splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
     if extract.channels_last:
         loaded.model.to(memory_format=torch.channels_last)
-    tap = LayerTap(loaded.model, settings.layers)
+    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation)
     grid = (*geometry(settings).grid, settings.target_dim)
     started = time.perf_counter()
     for split, samples in splits.items():
@@ -95,9 +94,10 @@ def run(
             "weights": loaded.weights,
             "train_fraction": fraction,
             "channels_last": extract.channels_last,
+            "aggregation": features.attribute(),
         }
         write_split(
-            Path(out_dir) / f"{split}.h5", root, samples, grid, tap, settings, extract.batch_size, extract.num_workers, attrs, extract.channels_last
+            Path(out_dir) / f"{split}.h5", root, samples, grid, features, extract.batch_size, extract.num_workers, attrs, extract.channels_last
         )
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
 
@@ -112,5 +112,5 @@ def main(params: Params, category: str, backbone: str) -> str:
     loaded = bb.build(settings)
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     meta = {"dataset": params.run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
-    done = run(root, folder.root, settings, loaded, params.extract, meta)
+    done = run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta)
     return f"features written: {folder.root} ({done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s)"

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 
-from .backbones import LayerTap, build
-from .config import BackboneSettings, Params
-from .core.features import aggregate
+from .backbones import LayerTap, PatchFeatures, build
+from .config import Params
 from .core.scoring import NearestBank, score_images
 from .datasets.images import image_transform, load_rgb, network_view
 from .datasets.layout import is_image_file
@@ -37,24 +37,20 @@ def collect_images(items: list[Path]) -> list[Path]:
     return found
 
 
-def check_settings(model_settings: BackboneSettings, current: BackboneSettings | None) -> None:
-    """A model must be used with the backbone settings it was built with."""
-    if current is None or current == model_settings:
+def check_settings(what: str, made: BaseModel, current: BaseModel) -> None:
+    """A model must be used with the settings it was built with (its backbone's, its aggregation's)."""
+    if current == made:
         return
-    changed = [
-        f"{k}: {getattr(model_settings, k)!r} -> {getattr(current, k)!r}"
-        for k in type(model_settings).model_fields
-        if getattr(model_settings, k) != getattr(current, k)
-    ]
+    changed = [f"{k}: {getattr(made, k)!r} -> {getattr(current, k)!r}" for k in type(made).model_fields if getattr(made, k) != getattr(current, k)]
     raise UsageError(
-        f"the model was made with other settings of backbone {model_settings.name} than params.yaml now holds ({'; '.join(changed)}); "
+        f"the model was made with other settings of {what} than params.yaml now holds ({'; '.join(changed)}); "
         "run 'dvc repro' to rebuild it, or predict with the params it was made with"
     )
 
 
-def _patches(tap: LayerTap, tensors: list[torch.Tensor], fmt: torch.memory_format, target_dim: int) -> torch.Tensor:
+def _patches(features: PatchFeatures, tensors: list[torch.Tensor], fmt: torch.memory_format) -> torch.Tensor:
     with torch.inference_mode():
-        return aggregate(tap(torch.stack(tensors).contiguous(memory_format=fmt)), target_dim)
+        return features(torch.stack(tensors).contiguous(memory_format=fmt))
 
 
 def _record(path: Path, score: float, heatmap: Path, card: ModelCard, model_dir: Path) -> dict:
@@ -75,7 +71,8 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, params: Params | None
     card, nearest = load_model(model_dir)
     settings = card.backbone
     if params is not None and settings.name in params.backbones:
-        check_settings(settings, params.backbones[settings.name])
+        check_settings(f"backbone {settings.name}", settings, params.backbones[settings.name])
+        check_settings("aggregation", card.aggregation, params.aggregation)
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
@@ -86,7 +83,8 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, params: Params | None
         )
     fmt = torch.channels_last if card.channels_last else torch.contiguous_format
     loaded.model.to(memory_format=fmt)
-    tap, transform, view = LayerTap(loaded.model, settings.layers), image_transform(settings), network_view(settings)
+    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, card.aggregation)
+    transform, view = image_transform(settings), network_view(settings)
     records: list[dict] = []
     failures: list[str] = []
     heat_dir = Path(out_dir) / "heatmaps"
@@ -101,7 +99,7 @@ def run(model_dir: Path, items: list[Path], out_dir: Path, params: Params | None
                 failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
         if not group:
             continue
-        patches = _patches(tap, [x for _, x, _ in group], fmt, settings.target_dim)
+        patches = _patches(features, [x for _, x, _ in group], fmt)
         grid = (patches.shape[1], patches.shape[2])
         scores, maps = score_images(
             nearest, patches.reshape(-1, settings.target_dim).numpy(), grid, card.reweight_neighbours, settings.crop, card.blur_sigma

@@ -26,7 +26,8 @@ def main(params: Params) -> str:
     summary = summarize(run.dataset, results)
     write_json(paths.SUMMARY, summary)
     return "\n".join(
-        f"{run.dataset} x {b} (weights: {summary[b]['weights']}): mean image AUROC {summary[b]['mean']['image_auroc']}, "
+        f"{run.dataset} x {b} (weights: {summary[b]['weights']}; features: {summary[b]['features']}): "
+        f"mean image AUROC {summary[b]['mean']['image_auroc']}, "
         f"pixel AUROC {summary[b]['mean']['pixel_auroc']}"
         for b in run.backbones
     )

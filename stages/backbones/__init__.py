@@ -1,6 +1,7 @@
 """Pretrained backbones: one adapter per model library, and the tap that returns mid-level feature maps."""
 
 from .base import LoadedBackbone, WeightsStatus
+from .patches import PatchFeatures
 from .registry import ADAPTERS, Geometry, build, geometry, weights_status
 from .tap import LayerTap
 from .timm_lite import lite_state_dict_to_timm, lite_weights_file
@@ -10,6 +11,7 @@ __all__ = [
     "Geometry",
     "LayerTap",
     "LoadedBackbone",
+    "PatchFeatures",
     "WeightsStatus",
     "build",
     "geometry",

@@ -3,6 +3,7 @@
 from .loader import DEFAULT_PARAMS, load, validate
 from .settings import (
     SOURCES,
+    AggregationSettings,
     BackboneSettings,
     CoresetSettings,
     DatasetSpec,
@@ -15,6 +16,7 @@ from .settings import (
 __all__ = [
     "DEFAULT_PARAMS",
     "SOURCES",
+    "AggregationSettings",
     "BackboneSettings",
     "CoresetSettings",
     "DatasetSpec",

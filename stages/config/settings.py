@@ -117,6 +117,7 @@ class BackboneSettings(Section):
     mean: RGB
     std: RGB
     target_dim: Positive
+    layer_dim: Positive | None = None  # equal layer weighting: each layer pooled to this; None: target_dim
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # CLIP was trained on bicubic resizing
     train_fraction: Share | None = None  # overrides extract.train_fraction for this backbone
 
@@ -127,6 +128,24 @@ class BackboneSettings(Section):
         if not 32 <= self.crop <= self.resize:
             raise ValueError(f"need 32 <= crop <= resize, got crop={self.crop}, resize={self.resize}")
         return self
+
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError(f"must be odd (the neighbourhood is centred on its patch), got {value}")
+    return value
+
+
+class AggregationSettings(Section):
+    """How layer maps become patch features (PatchCore section 3.1); the defaults are the reference code's."""
+
+    patchsize: Annotated[Positive, AfterValidator(_odd)] = 3  # neighbourhood side, in feature-map cells
+    border: Literal["zeros", "valid"] = "zeros"  # zeros: zero-padded neighbourhoods (reference); valid: real neighbours only
+    layer_weighting: Literal["equal", "channels"] = "equal"  # equal: each layer pooled alone first (reference)
+
+    def describe(self, layer_dim: int) -> dict:
+        """What every output records about the features, like the weights."""
+        return {**self.model_dump(), "layer_dim": layer_dim if self.layer_weighting == "equal" else None}
 
 
 class ExtractSettings(Section):
@@ -173,6 +192,7 @@ class Params(Section):
     run: RunSelection
     download: Annotated[dict[Name, DatasetSpec], Field(min_length=1)]
     backbones: Annotated[dict[Name, BackboneSettings], Field(min_length=1)]
+    aggregation: AggregationSettings = AggregationSettings()
     extract: ExtractSettings
     coreset: CoresetSettings
     evaluate: EvaluateSettings

@@ -7,6 +7,12 @@ import math
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
+def describe_features(features: dict) -> str:
+    """One line for the aggregation a metric was computed with, e.g. 'patch 3, border zeros, layers equal (1024 each)'."""
+    layers = features["layer_weighting"] + (f" ({features['layer_dim']} each)" if features.get("layer_dim") else "")
+    return f"patch {features['patchsize']}, border {features['border']}, layers {layers}"
+
+
 def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
     """results[backbone][category] -> one evaluate record. Returns the summary keyed by backbone then category."""
     summary: dict = {"dataset": dataset}
@@ -14,6 +20,7 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
         entry: dict = {}
         weights = sorted({r["weights"] for r in per_category.values()})
         entry["weights"] = "; ".join(weights)
+        entry["features"] = "; ".join(sorted({describe_features(r["features"]) for r in per_category.values() if "features" in r}))
         for category, record in per_category.items():
             entry[category] = {m: record.get(m) for m in METRICS}
             entry[category]["ci95"] = record.get("ci95", {})

@@ -18,6 +18,8 @@ class BundledArchive:
 # Real photographs shipped inside the repository so that `dvc repro` works offline.
 BUNDLED = {
     "hazelnut_toy": BundledArchive("data/bundled/hazelnut_toy.tar.gz", "1c2ce50eb1035229f88e8beb5eaf7f664c02e8ba0deba162a9f1551c023528fb"),
+    # crops of the same photos' nut surface with subtle pasted defects and exact masks (bench/make_surface.py)
+    "hazelnut_surface": BundledArchive("data/bundled/hazelnut_surface.tar.gz", "7cb9172ec1b73d2de8fac15d5cb2959fca04af9da96da9a9f30d0c98877f8e0f"),
 }
 
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
-from ..config import BackboneSettings, validate
+from ..config import AggregationSettings, BackboneSettings, validate
 from ..config.settings import Section
 from ..errors import UsageError
 from . import paths
@@ -25,6 +25,7 @@ class ModelCard(Section):
     """model.json: what predict needs to score new images exactly as evaluate did."""
 
     backbone: BackboneSettings
+    aggregation: AggregationSettings
     weights: StrictStr
     dataset: StrictStr
     category: StrictStr

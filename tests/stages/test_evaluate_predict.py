@@ -84,3 +84,20 @@ def test_predict_refuses_other_settings_and_broken_models(trained, tmp_path):
     (broken / "model.json").unlink()
     result = run_cli("predict", str(broken), str(image), cwd=trained)
     assert result.returncode == 2 and "model.json not found" in result.stderr
+
+
+def test_predict_refuses_another_aggregation_and_a_model_card_that_does_not_validate(trained, tmp_path):
+    model = trained / "features/sample/hazelnut_toy/efficientnet_lite0"
+    image = trained / "data/sample/hazelnut_toy/test/good/04.jpg"
+    card = json.loads((model / "model.json").read_text())
+    assert card["aggregation"] == {"patchsize": 3, "border": "zeros", "layer_weighting": "equal"}
+    changed = tmp_path / "params.yaml"
+    shutil.copy(trained / "params.yaml", changed)
+    edit_params(tmp_path, **{"aggregation.border": "valid"})
+    result = run_cli("predict", str(model), str(image), "--params", str(changed), cwd=trained)
+    assert result.returncode == 2 and "other settings of aggregation" in result.stderr and "border" in result.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "model.json").write_text(json.dumps({**card, "treshold": 1.0}))
+    result = run_cli("predict", str(broken), str(image), cwd=trained)
+    assert result.returncode == 2 and "unknown key 'treshold'" in result.stderr and "did you mean 'threshold'?" in result.stderr

