@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import math
+
 import faiss
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
+
+# faiss's nearest rows re-ranked in float64: rounding never decides which row is nearest
+CANDIDATES = 4
+_CHUNK_VALUES = 1 << 22  # float64 values per re-ranking step (32 MiB), whatever the feature width
+
+
+def tree_sum(values: np.ndarray) -> np.ndarray:
+    """Sum over the last axis by pairwise halving: elementwise IEEE additions in a fixed order.
+
+    A reduction's order (and so its rounding) may depend on the CPU's vector width or a
+    library's threads; this one does not, so distances are the same bytes on every x86 machine.
+    """
+    width = values.shape[-1]
+    size = 1 << max(0, (width - 1).bit_length())
+    if size != width:
+        values = np.concatenate([values, np.zeros((*values.shape[:-1], size - width), dtype=values.dtype)], axis=-1)
+    while values.shape[-1] > 1:
+        half = values.shape[-1] // 2
+        values = values[..., :half] + values[..., half:]
+    return values[..., 0]
+
+
+def exact_distances(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Euclidean distances (M, K) in float64 between queries (M, D) and their candidate rows (M, K, D)."""
+    diff = rows.astype(np.float64) - queries[:, None, :].astype(np.float64)
+    return np.sqrt(tree_sum(diff * diff))
 
 
 class NearestBank:
-    """L2 nearest-neighbour search of patches against the memory bank (faiss).
+    """L2 nearest-neighbour search of patches against the memory bank.
 
-    Exact (a flat index) by default; banks larger than ``approximate_above`` patches use an
-    HNSW graph, whose recall against exact search the caller can measure with recall_at_1().
+    faiss finds candidates (a flat index by default; banks larger than ``approximate_above``
+    patches use an HNSW graph, whose recall the caller can measure with recall_at_1()); the
+    reported distances are recomputed in float64 in a fixed order and the candidates re-ranked
+    by them, ties to the lower bank row. faiss's own float32 distances depend on its SIMD path
+    and thread count; these do not.
     """
 
     def __init__(self, bank: np.ndarray, approximate_above: int = 0, hnsw_m: int = 32, ef_search: int = 128):
@@ -46,9 +75,20 @@ class NearestBank:
 
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Euclidean distances (M, k) and bank indices (M, k) of each query's k nearest bank rows."""
-        squared, index = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        # faiss computes |q|^2 - 2 q.b + |b|^2, which can dip below zero by rounding.
-        return np.sqrt(np.maximum(squared, 0.0)), index
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        n_candidates = min(len(self.bank), k + CANDIDATES - 1)
+        _, candidates = self.index.search(q, n_candidates)
+        distances = np.empty((len(q), k), dtype=np.float64)
+        index = np.empty((len(q), k), dtype=np.int64)
+        step = max(1, _CHUNK_VALUES // (n_candidates * self.bank.shape[1]))
+        for start in range(0, len(q), step):
+            cand = candidates[start : start + step]
+            exact = exact_distances(q[start : start + step], self.bank[np.maximum(cand, 0)])
+            exact[cand < 0] = np.inf  # HNSW may return fewer rows than asked for
+            order = np.lexsort((cand, exact), axis=-1)[:, :k]  # by distance, then by bank row
+            distances[start : start + step] = np.take_along_axis(exact, order, axis=-1)
+            index[start : start + step] = np.take_along_axis(cand, order, axis=-1)
+        return distances, index
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
         """Euclidean distance of each query row to its nearest bank row."""
@@ -70,9 +110,11 @@ def reweighted_image_score(nearest: NearestBank, patches: np.ndarray, distances:
         return s_star
     m_star = nearest.bank[neighbours[j]]
     _, support = nearest.search(m_star[None], k=min(b, len(nearest.bank)))
-    d = np.linalg.norm(nearest.bank[support[0]] - patches[j][None], axis=1).astype(np.float64)
-    # exp(s*) / sum exp(d), computed without overflow
-    weight = 1.0 - np.exp(s_star - d.max()) / np.exp(d - d.max()).sum()
+    d = exact_distances(patches[j][None], nearest.bank[support[0]][None])[0]
+    # exp(s*) / sum exp(d), computed without overflow; math.exp and fsum, not numpy's
+    # vectorised exp, whose last bit may depend on the CPU's vector width
+    top = float(d.max())
+    weight = 1.0 - math.exp(s_star - top) / math.fsum(math.exp(float(x) - top) for x in d)
     return weight * s_star
 
 
@@ -80,10 +122,29 @@ def image_score(patch_scores: np.ndarray) -> float:
     return float(np.max(patch_scores))
 
 
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source cells and weights of bilinear resizing with half-pixel centres (align_corners=False)."""
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    return low, np.minimum(low + 1, n_in - 1), src - low
+
+
+def upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    """(h, w) -> (size, size) bilinear, as torch's interpolate(align_corners=False) computes it.
+
+    Written with elementwise float64 operations, so the result does not depend on which SIMD
+    kernels (fused multiply-adds or not) a library picks on this CPU.
+    """
+    g = np.asarray(grid, dtype=np.float64)
+    y0, y1, wy = _bilinear_taps(g.shape[0], size)
+    x0, x1, wx = _bilinear_taps(g.shape[1], size)
+    rows = g[y0] * (1.0 - wy)[:, None] + g[y1] * wy[:, None]
+    return rows[:, x0] * (1.0 - wx)[None, :] + rows[:, x1] * wx[None, :]
+
+
 def anomaly_map(patch_scores: np.ndarray, size: int, sigma: float) -> np.ndarray:
     """Patch scores (h, w) upsampled bilinearly to (size, size), then Gaussian-smoothed."""
-    grid = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[None, None]
-    upsampled = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    upsampled = upsample(patch_scores, size).astype(np.float32)
     return gaussian_filter(upsampled, sigma=sigma, truncate=4.0) if sigma > 0 else upsampled
 
 

@@ -49,3 +49,27 @@ def test_approximate_index_for_large_banks_reports_its_recall():
     assert 0.9 <= recall <= 1.0
     agree = np.mean(np.isclose(approx.distances(queries), exact.distances(queries), rtol=1e-5))
     assert agree == recall  # a miss is exactly a query whose distance differs
+
+
+def test_upsampling_is_torchs_bilinear_in_float64():
+    import torch
+    import torch.nn.functional as F
+
+    from stages.core.scoring import upsample
+
+    rng = np.random.default_rng(0)
+    for h, w, size in [(33, 33, 260), (28, 28, 224), (5, 7, 64), (10, 10, 5)]:
+        grid = (rng.standard_normal((h, w)) * 10).astype(np.float32)
+        expected = F.interpolate(torch.from_numpy(grid)[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+        # torch works in float32 (its source coordinates too); the difference is that rounding, no more
+        assert np.abs(upsample(grid, size) - expected).max() < 1e-5 * np.abs(grid).max() * max(h, w)
+
+
+def test_search_reranks_in_float64_with_ties_to_the_lower_row():
+    bank = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [3.0, 3.0]], dtype=np.float32)
+    nearest = NearestBank(np.concatenate([bank, bank[1:2]]))  # row 4 duplicates row 1
+    distances, index = nearest.search(np.array([[0.9, 0.1], [0.5, 0.5]], dtype=np.float32), k=2)
+    assert index[0].tolist() == [1, 4]  # equal distances: lower row first
+    q = np.array([0.9, 0.1], dtype=np.float32).astype(np.float64)  # the query as stored, then float64 arithmetic
+    assert distances[0, 0] == np.sqrt((q[0] - 1.0) ** 2 + q[1] ** 2)
+    assert index[1].tolist() == [0, 1]  # rows 0, 1, 2 and 4 tie at sqrt(0.5): the two lowest
