@@ -7,13 +7,16 @@ Bad input is reported as one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from . import config
-from .errors import UsageError
+from .errors import UsageError, write_error
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help=__doc__)
 
@@ -115,12 +118,33 @@ def gate(
     typer.echo(f"metric gate: every committed AUROC within {tolerance}")
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    # SystemExit unwinds the stage like any error: the atomic writes remove their temporaries
+    raise SystemExit(128 + signum)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # after a failed HDF5 write the library would retry the write at interpreter exit and
+    # crash; the temporaries are already removed, so leave without running finalisers
+    os._exit(code)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except UsageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        _fail("interrupted; no partial output was left behind", 130)
+    except OSError as exc:
+        message = write_error(exc)
+        if message is None:
+            raise
+        _fail(message, 2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .config import CoresetSettings, Params
@@ -38,8 +37,8 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
-def run(train_h5: Path, out: Path, settings: CoresetSettings) -> dict:
-    with h5py.File(train_h5, "r") as f:
+def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
+    with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
         n, d = patches.shape
         n_images = f["labels"].shape[0]
@@ -84,5 +83,5 @@ def main(params: Params, category: str, backbone: str) -> str:
     params.category(category)
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     folder.require((folder.train,), f"run 'patchcore extract --category {category} --backbone {backbone}' first")
-    info = run(folder.train, folder.bank, params.coreset)
+    info = run(folder.train, folder.bank, params.coreset, folder.rebuild(folder.train))
     return f"memory bank: {info['bank_size']} of {info['train_patches']} patches -> {folder.bank}"

@@ -1,4 +1,10 @@
-"""The one exception type that reaches the user as a single line instead of a traceback."""
+"""The errors that reach the user as a single line instead of a traceback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
 
 
 class UsageError(Exception):
@@ -7,3 +13,32 @@ class UsageError(Exception):
     The message names the offending thing and the fix; the CLI prints it on one
     line and exits with code 2.
     """
+
+
+# errno -> what the user can do about a failed write
+WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk and run again",
+    errno.EFBIG: "the file outgrew the file-size limit (ulimit -f) or the file system's; raise the limit or write elsewhere",
+    errno.EDQUOT: "free space or ask for a larger quota, then run again",
+    errno.EROFS: "the file system is read-only; run where the outputs can be written",
+    errno.EACCES: "fix the folder's permissions, then run again",
+    errno.EPERM: "fix the folder's permissions, then run again",
+}
+# mkstemp's temporaries are ".<name>.<8 random chars><suffix>.tmp" beside the output
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.(tmp|old)$")
+_H5_FILENAME = re.compile(r"filename = '([^']+)'")
+
+
+def output_name(path: str) -> str:
+    """The output a temporary stands for, so the message names a file the user knows."""
+    folder, name = os.path.split(path)
+    match = _TEMPORARY.match(name)
+    return os.path.join(folder, match.group("name")) if match else path
+
+
+def write_error(exc: OSError) -> str | None:
+    """One line for an OSError that a write raised, or None when it is not such an error."""
+    if exc.errno not in WRITE_FIXES:
+        return None
+    path = exc.filename or next(iter(_H5_FILENAME.findall(str(exc))), None) or "an output file"
+    return f"cannot write {output_name(str(path))}: {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]}"

@@ -27,7 +27,7 @@ from .core.scoring import NearestBank, score_images
 from .datasets.images import load_mask, load_rgb, network_view
 from .store import figures, h5io, paths
 from .store.atomic import atomic_path, write_json
-from .store.model_folder import ModelCard, ModelFolder
+from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 
 
 def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings: EvaluateSettings, size: int, desc: str):
@@ -63,16 +63,30 @@ class Scored:
     bank_size: int
 
 
+FEATURES = ("patches", "labels", "paths", "masks", "defects")
+
+
+def check_features(folder: ModelFolder, expected: dict) -> dict:
+    """train.h5, test.h5 and bank.h5 must come from the same features, and those from params.yaml's settings now
+    (``expected``: params.yaml's fingerprint; the weights' identity and the grid only the files know)."""
+    prints = {path.name: folder.features_fingerprint(path) for path in (folder.bank, folder.test, folder.train)}
+    compare(prints["bank.h5"], str(folder.bank), prints["test.h5"], str(folder.test))
+    compare(prints["bank.h5"], str(folder.bank), prints["train.h5"], str(folder.train))
+    known = {k: prints["bank.h5"].get(k) for k in ("weights", "grid")}
+    compare({**expected, **known}, "params.yaml", prints["bank.h5"], str(folder.bank))
+    return prints["bank.h5"]
+
+
 def score(folder: ModelFolder, size: int, settings: EvaluateSettings) -> Scored:
     if settings.faiss_threads:
         faiss.omp_set_num_threads(settings.faiss_threads)
-    with h5py.File(folder.bank, "r") as b:
+    with h5io.reading(folder.bank, folder.rebuild(folder.bank), datasets=("bank", "holdout_images")) as b:
         nearest = NearestBank(b["bank"][()], settings.approximate_above)
         held = b["holdout_images"][()]
         bank_attrs = dict(b.attrs)
-    with h5py.File(folder.train, "r") as f:
+    with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
         held_scores, _ = _score_rows(f, held, nearest, settings, size, "score held-out")
-    with h5py.File(folder.test, "r") as f:
+    with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
         n = f["labels"].shape[0]
         scores, maps = _score_rows(f, np.arange(n), nearest, settings, size, "score test")
         search = nearest.describe()
@@ -167,6 +181,7 @@ def model_card(s: Scored, record: dict, backbone: BackboneSettings, settings: Ev
         heat_scale=float(max(s.held_scores.max() if len(s.held_scores) else s.scores.max(), 1e-12)),
         approximate_above=settings.approximate_above,
         channels_last=bool(s.attrs.get("channels_last", False)),
+        fingerprint=json.loads(str(s.bank_attrs["fingerprint"])),
     )
 
 
@@ -213,6 +228,7 @@ def main(params: Params, category: str, backbone: str) -> str:
     folder = ModelFolder.of(dataset, category, backbone)
     folder.require((folder.train, folder.test, folder.bank), "run the extract and coreset stages first (dvc repro)")
     data_root = paths.data_dir(dataset, category)
+    check_features(folder, fingerprint(bb, "", params.aggregation.describe(bb.layer_dim or bb.target_dim), (0, 0)))
     scored = score(folder, bb.crop, settings)
     pixel = pixel_metrics(scored, data_root, bb, settings)
     threshold, threshold_metrics = decision(scored, settings.threshold_quantile)

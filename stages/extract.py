@@ -18,7 +18,7 @@ from .datasets.layout import Sample, list_split, subset
 from .errors import UsageError
 from .store import h5io, paths
 from .store.atomic import atomic_path
-from .store.model_folder import ModelFolder
+from .store.model_folder import ModelFolder, fingerprint, fingerprint_attr
 
 
 class _Images(Dataset):
@@ -95,6 +95,7 @@ def run(
             "train_fraction": fraction,
             "channels_last": extract.channels_last,
             "aggregation": features.attribute(),
+            "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]))),
         }
         write_split(
             Path(out_dir) / f"{split}.h5", root, samples, grid, features, extract.batch_size, extract.num_workers, attrs, extract.channels_last

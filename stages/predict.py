@@ -16,15 +16,22 @@ from .datasets.layout import is_image_file
 from .errors import UsageError
 from .store import figures
 from .store.atomic import atomic_path
-from .store.model_folder import ModelCard, ModelFolder
+from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 
 BATCH = 8
 
 
 def load_model(model_dir: Path) -> tuple[ModelCard, NearestBank]:
+    """The model card and the bank, refused unless both describe the same features."""
     folder = ModelFolder(Path(model_dir))
     card = folder.read_card()
-    return card, NearestBank(folder.read_bank(card.backbone.target_dim), card.approximate_above)
+    settings = card.backbone
+    described = fingerprint(
+        settings, card.weights, card.aggregation.describe(settings.layer_dim or settings.target_dim), card.fingerprint.get("grid", (0, 0))
+    )
+    compare(described, f"{folder.card} (its settings)", card.fingerprint, f"{folder.card} (its fingerprint)")
+    compare(card.fingerprint, str(folder.card), folder.features_fingerprint(folder.bank), str(folder.bank))
+    return card, NearestBank(folder.read_bank(settings.target_dim), card.approximate_above)
 
 
 def collect_images(items: list[Path]) -> list[Path]:

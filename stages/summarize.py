@@ -22,7 +22,12 @@ def main(params: Params) -> str:
             path = paths.metrics_file(run.dataset, category, backbone)
             if not path.is_file():
                 raise UsageError(f"{path} not found; run 'patchcore evaluate --category {category} --backbone {backbone}' first")
-            results.setdefault(backbone, {})[category] = json.loads(path.read_text())
+            try:
+                results.setdefault(backbone, {})[category] = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise UsageError(
+                    f"{path}: corrupt metrics file ({exc.__class__.__name__}); rebuild it with 'dvc repro -f -s evaluate@{category}-{backbone}'"
+                ) from None
     summary = summarize(run.dataset, results)
     write_json(paths.SUMMARY, summary)
     return "\n".join(

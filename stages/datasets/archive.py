@@ -19,7 +19,11 @@ def verify(path: Path, expected: str, fix: str = "replace it with a good copy") 
         raise UsageError(f"{path}: sha256 {actual} does not match the expected {expected}; the file is damaged or not the expected one: {fix}")
 
 
-def unpack(archive: Path, member_root: str, dest: Path) -> Path:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+def unpack(archive: Path, member_root: str, dest: Path, fix: str = "replace it with a good copy") -> Path:
     """Extract the members under ``member_root/`` into ``dest``; return the extracted root.
 
     Members that would land outside ``dest`` (absolute paths, ``..``, links) are refused:
@@ -45,11 +49,11 @@ def unpack(archive: Path, member_root: str, dest: Path) -> Path:
         else:
             raise UsageError(f"{archive}: unsupported archive type; use .tar.gz, .tar.xz or .zip")
     except tarfile.FilterError as exc:
-        raise UsageError(f"{archive}: unsafe member refused ({exc}); the archive is not a plain data set") from None
+        raise UsageError(f"{archive}: unsafe member refused ({_first_line(exc)}); the archive is not a plain data set") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the caller reports a full disk
             raise
-        raise UsageError(f"{archive}: cannot unpack ({exc}); delete it and fetch it again") from None
+        raise UsageError(f"{archive}: cannot unpack it ({exc.__class__.__name__}: {_first_line(exc)}); the archive is damaged: {fix}") from None
     root = dest / member_root
     if not root.is_dir():
         raise UsageError(f"{archive}: no '{member_root}/' folder inside; not the expected data set archive")

@@ -47,8 +47,8 @@ def decode_fully(path: Path) -> tuple[int, int]:
         raise UsageError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); replace or remove it") from None
 
 
-def _unpack_into(archive_path: Path, category: str, tmp: Path) -> None:
-    extracted = archive.unpack(archive_path, category, tmp / ".unpacked")
+def _unpack_into(archive_path: Path, category: str, tmp: Path, fix: str) -> None:
+    extracted = archive.unpack(archive_path, category, tmp / ".unpacked", fix)
     for child in extracted.iterdir():
         os.replace(child, tmp / child.name)
     shutil.rmtree(tmp / ".unpacked")
@@ -75,7 +75,7 @@ def _mvtec_local(path: Path, category: str, tmp: Path) -> str:
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
             archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URL}")
-        _unpack_into(path, category, tmp)  # a per-category archive is checked by its file counts
+        _unpack_into(path, category, tmp, "replace it with a good copy (download.mvtec.path points at it)")  # checked by its file counts
         return f"{path}:{category}"
     else:
         raise UsageError(f"{path}: not found; set download.mvtec.path to the MVTec AD archive, a <category>.tar.xz or an extracted folder")
@@ -85,25 +85,29 @@ def _fill(spec: DatasetSpec, category: str, tmp: Path) -> str:
     """Put the category's files into ``tmp``; return where they came from, for messages."""
     if spec.source == "bundled":
         path, sha256 = sources.bundled_archive(category)
-        archive.verify(path, sha256, f"restore it with 'git checkout -- {path}'")
+        fix = f"restore it with 'git checkout -- {path}'"
+        archive.verify(path, sha256, fix)
     elif spec.source == "mvtec" and spec.path:
         return _mvtec_local(Path(spec.path).expanduser(), category, tmp)
     elif spec.source == "mvtec":
         path = fetch.fetch(sources.mvtec_category_url(category), cache_dir() / "mvtec" / f"{category}.tar.xz")
+        fix = f"delete the downloaded {path} and run again to fetch it anew"
     elif spec.source == "url":
         assert spec.url is not None  # the settings require it for this source
         path = fetch.fetch(spec.url, cache_dir() / spec.name / (Path(spec.url.split("?")[0]).name or "archive"), spec.sha256)
+        fix = f"delete the downloaded {path} and run again to fetch it anew"
     elif spec.source == "archive":
         path = Path(str(spec.path)).expanduser()
         if not path.is_file():
             raise UsageError(f"{path}: archive not found; fix download.{spec.name}.path")
+        fix = f"replace it with a good copy (download.{spec.name}.path points at it)"
         if spec.sha256:
             archive.verify(path, spec.sha256, f"replace it, or correct download.{spec.name}.sha256 if the file is right")
     else:  # folder
         folder = Path(str(spec.path)).expanduser() / category
         _copy_into(folder, tmp)
         return str(folder)
-    _unpack_into(path, category, tmp)
+    _unpack_into(path, category, tmp, fix)
     return f"{path}:{category}"
 
 

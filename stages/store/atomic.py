@@ -17,6 +17,26 @@ def _umask() -> int:
     return mask
 
 
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing ancestors; return the ones created, deepest first."""
+    created = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        created.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """A failed first write leaves no empty folders behind (data/<dataset>/, features/...)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (another output landed there meanwhile) or gone
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
@@ -26,7 +46,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     it was.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -37,6 +57,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         raise
 
 
@@ -44,7 +65,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; it replaces ``target`` (whole) on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
@@ -59,6 +80,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
 
 

@@ -7,10 +7,14 @@ rows in sorted order, attributes written in a fixed order.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from ..errors import UsageError
 
 STRING = h5py.string_dtype("utf-8")
 
@@ -62,3 +66,20 @@ def read_images(dataset: h5py.Dataset, images: np.ndarray, per_image: int) -> np
     """The rows of the given sorted images, in order."""
     blocks = [dataset[a:b] for a, b in image_runs(images, per_image)]
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+@contextlib.contextmanager
+def reading(path: Path, fix: str, datasets: tuple[str, ...] = (), attrs: tuple[str, ...] = ()) -> Iterator[h5py.File]:
+    """Open an intermediate for reading; a missing, truncated or foreign file is one line naming it and ``fix``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} not found; {fix}")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [d for d in datasets if d not in f] + [f"attribute {a}" for a in attrs if a not in f.attrs]
+            if missing:
+                raise UsageError(f"{path}: not a file this stage can read (no {', '.join(missing)}); {fix}")
+            yield f
+    except (OSError, KeyError, ValueError) as exc:
+        first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
+        raise UsageError(f"{path}: unreadable, truncated or corrupt ({exc.__class__.__name__}: {first}); {fix}") from None

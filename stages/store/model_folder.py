@@ -10,14 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
 from ..config import AggregationSettings, BackboneSettings, validate
 from ..config.settings import Section
 from ..errors import UsageError
-from . import paths
+from . import h5io, paths
 from .atomic import write_json
 
 
@@ -35,15 +34,64 @@ class ModelCard(Section):
     heat_scale: StrictFloat
     approximate_above: StrictInt
     channels_last: StrictBool  # predict must compute exactly as extract did
+    fingerprint: dict  # the features' identity; bank.h5 carries the same (see fingerprint())
+
+
+def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: tuple[int, int]) -> dict:
+    """Everything that makes two patch features comparable: the network, its weights, the
+    input geometry, the layers and how they are aggregated, the feature width and the grid."""
+    return {
+        "backbone": settings.name,
+        "arch": settings.arch,
+        "weights": weights,
+        "layers": list(settings.layers),
+        "resize": settings.resize,
+        "crop": settings.crop,
+        "interpolation": settings.interpolation,
+        "mean": list(settings.mean),
+        "std": list(settings.std),
+        "feature_dim": settings.target_dim,
+        "features": features,
+        "grid": [int(grid[0]), int(grid[1])],
+    }
+
+
+def fingerprint_attr(fp: dict) -> str:
+    return json.dumps(fp, sort_keys=True)
+
+
+def compare(fp_a: dict, where_a: str, fp_b: dict, where_b: str) -> None:
+    """One line naming every difference when two fingerprints differ."""
+    if fp_a == fp_b:
+        return
+    keys = sorted(set(fp_a) | set(fp_b))
+    diffs = "; ".join(f"{k}: {fp_a.get(k)!r} in {where_a} vs {fp_b.get(k)!r} in {where_b}" for k in keys if fp_a.get(k) != fp_b.get(k))
+    raise UsageError(f"{where_a} and {where_b} come from different features ({diffs}); rebuild the model with 'dvc repro'")
 
 
 @dataclass(frozen=True)
 class ModelFolder:
     root: Path
+    stage_key: str | None = None  # "<category>-<backbone>", the DVC stages' matrix key
 
     @classmethod
     def of(cls, dataset: str, category: str, backbone: str) -> ModelFolder:
-        return cls(paths.feature_dir(dataset, category, backbone))
+        return cls(paths.feature_dir(dataset, category, backbone), f"{category}-{backbone}")
+
+    def rebuild(self, path: Path) -> str:
+        """How to rebuild one of the folder's files."""
+        stage = {"train.h5": "extract", "test.h5": "extract", "bank.h5": "coreset"}.get(path.name, "evaluate")
+        if self.stage_key is None:
+            return "rebuild the model with 'dvc repro'"
+        return f"rebuild it with 'dvc repro -f -s {stage}@{self.stage_key}', then 'dvc repro'"
+
+    def features_fingerprint(self, path: Path) -> dict:
+        """The fingerprint a features or bank file carries."""
+        with h5io.reading(path, self.rebuild(path), attrs=("fingerprint",)) as f:
+            try:
+                return dict(json.loads(str(f.attrs["fingerprint"])))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                raise UsageError(f"{path}: its fingerprint attribute is corrupt; {self.rebuild(path)}") from None
 
     @property
     def train(self) -> Path:
@@ -83,11 +131,8 @@ class ModelFolder:
 
     def read_bank(self, target_dim: int) -> np.ndarray:
         self.require((self.bank,), "MODEL is a folder written by 'dvc repro', e.g. features/<dataset>/<category>/<backbone>")
-        try:
-            with h5py.File(self.bank, "r") as f:
-                bank = f["bank"][()]
-        except (OSError, KeyError) as exc:
-            raise UsageError(f"{self.bank}: corrupted memory bank ({exc.__class__.__name__}); rerun 'dvc repro' to rebuild it") from None
+        with h5io.reading(self.bank, f"corrupted memory bank: {self.rebuild(self.bank)}", datasets=("bank",)) as f:
+            bank = f["bank"][()]
         if bank.ndim != 2 or bank.shape[1] != target_dim:
             raise UsageError(f"{self.bank}: bank of {bank.shape} does not fit the model's {target_dim}-dim features; rerun 'dvc repro'")
         return bank

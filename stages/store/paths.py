@@ -4,21 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.names import check_name
+from ..errors import UsageError
+
+
+def _under(top: str, *names: str) -> Path:
+    """top/name/...: every name a plain one, so the path stays inside top whatever the names say.
+
+    The settings already refuse other names; this keeps a path built from any other source
+    (a command-line argument, a file) from pointing a stage outside the project.
+    """
+    for name in names:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise UsageError(f"{exc}; refusing to write outside {top}/") from None
+    return Path(top).joinpath(*names)
+
 
 def data_dir(dataset: str, category: str) -> Path:
-    return Path("data") / dataset / category
+    return _under("data", dataset, category)
 
 
 def feature_dir(dataset: str, category: str, backbone: str) -> Path:
-    return Path("features") / dataset / category / backbone
+    return _under("features", dataset, category, backbone)
 
 
 def metrics_file(dataset: str, category: str, backbone: str) -> Path:
-    return Path("metrics") / dataset / backbone / f"{category}.json"
+    return _under("metrics", dataset, backbone, f"{category}.json")
 
 
 def plots_dir(dataset: str, category: str, backbone: str) -> Path:
-    return Path("plots") / dataset / backbone / category
+    return _under("plots", dataset, backbone, category)
 
 
 SUMMARY = Path("metrics") / "summary.json"

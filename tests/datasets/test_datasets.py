@@ -98,7 +98,7 @@ def test_bad_images_are_named_and_nothing_is_left_in_data(project, user_folder, 
     use_dataset(project, "mine", {"source": "folder", "path": str(user_folder.parent)})
     result = run_cli("download", "-c", "widget", cwd=project)
     assert_usage_error(result, bad.name)
-    assert files_under(project / "data" / "mine") == []
+    assert files_under(project / "data" / "mine") == [] and not (project / "data" / "mine").exists()
 
 
 def _tar(root: Path, dest: Path, extra: dict[str, bytes] | None = None) -> Path:
@@ -115,7 +115,7 @@ def test_local_archive_with_wrong_checksum(project, user_folder, tmp_path):
     archive = _tar(user_folder, tmp_path / "widget.tar.gz")
     use_dataset(project, "mine", {"source": "archive", "path": str(archive), "sha256": "0" * 64})
     assert_usage_error(run_cli("download", "-c", "widget", cwd=project), "sha256", "widget.tar.gz")
-    assert files_under(project / "data" / "mine") == []
+    assert files_under(project / "data" / "mine") == [] and not (project / "data" / "mine").exists()
 
 
 @pytest.mark.parametrize("kind", ["tar", "zip"])
@@ -133,7 +133,7 @@ def test_path_traversal_members_are_refused(project, user_folder, tmp_path, kind
     use_dataset(project, "mine", {"source": "archive", "path": str(archive)})
     assert_usage_error(run_cli("download", "-c", "widget", cwd=project), archive.name)
     assert not list(project.parent.rglob("escaped.txt"))
-    assert files_under(project / "data" / "mine") == []
+    assert files_under(project / "data" / "mine") == [] and not (project / "data" / "mine").exists()
 
 
 def test_url_source_downloads_verifies_and_unpacks(project, user_folder, tmp_path):
@@ -170,7 +170,7 @@ def test_full_disk_leaves_nothing_behind(user_folder, tmp_path, monkeypatch):
     target = tmp_path / "data/mine/widget"
     with pytest.raises(UsageError, match="disk full"):
         download.run(DatasetSpec(name="mine", source="folder", path=str(user_folder.parent)), "widget", target)
-    assert files_under(tmp_path / "data") == ["mine"]
+    assert files_under(tmp_path / "data") == []  # not even the data set's folder, made for this download
 
 
 def test_every_image_mode_becomes_the_same_rgb():
