@@ -19,13 +19,12 @@ import tempfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages.core.scoring import NearestBank  # noqa: E402
+from stages.core.scoring import NearestBank, maxima_on_border  # noqa: E402
 
 VARIANTS = [("zeros", "equal"), ("valid", "equal"), ("zeros", "channels"), ("valid", "channels")]
 CATEGORIES = ("hazelnut_toy", "hazelnut_surface")
@@ -37,9 +36,7 @@ def border_share(folder: Path) -> float:
     with h5py.File(folder / "test.h5", "r") as f:
         h, w = (int(v) for v in f.attrs["grid"])
         patches, labels = f["patches"][()], f["labels"][()]
-    scores = nearest.distances(patches).reshape(-1, h, w)[labels == 0]
-    rows, cols = np.unravel_index(scores.reshape(len(scores), -1).argmax(axis=1), (h, w))
-    return float(((rows == 0) | (rows == h - 1) | (cols == 0) | (cols == w - 1)).mean())
+    return float(maxima_on_border(nearest.distances(patches).reshape(-1, h, w)[labels == 0]).mean())
 
 
 def run(project: Path, backbone: str, category: str) -> dict:

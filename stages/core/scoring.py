@@ -168,3 +168,14 @@ def score_images(
         scores[i] = reweighted_image_score(nearest, patches[rows], dist[rows], nn[rows], reweight_neighbours)
         maps[i] = anomaly_map(dist[rows].reshape(h, w), size, sigma)
     return scores, maps
+
+
+def maxima_on_border(patch_scores: np.ndarray) -> np.ndarray:
+    """(n, h, w) patch scores -> (n,) whether each image's highest patch lies on the grid's border.
+
+    A diagnostic of the feature aggregation: when border patches are noisier than the bank's
+    patches, the image score comes from the border instead of from the part.
+    """
+    n, h, w = patch_scores.shape
+    rows, cols = np.unravel_index(patch_scores.reshape(n, -1).argmax(axis=1), (h, w))
+    return np.asarray((rows == 0) | (rows == h - 1) | (cols == 0) | (cols == w - 1))
