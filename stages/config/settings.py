@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import UsageError
 from .names import Name
 
 
@@ -217,8 +218,6 @@ class Params(Section):
 
     def backbone(self, name: str) -> BackboneSettings:
         if name not in self.backbones:
-            from ..errors import UsageError
-
             raise UsageError(f"unknown backbone '{name}'; allowed: {', '.join(sorted(self.backbones))} (params.yaml 'backbones:')")
         return self.backbones[name]
 
@@ -228,7 +227,5 @@ class Params(Section):
     def category(self, name: str) -> str:
         """A category named on the command line must be one of run.categories (a plain name, so a safe path)."""
         if name not in self.run.categories:
-            from ..errors import UsageError
-
             raise UsageError(f"category '{name}' is not in params.yaml run.categories ({', '.join(self.run.categories)}); add it there")
         return name
