@@ -66,7 +66,7 @@ class Scored:
 FEATURES = ("patches", "labels", "paths", "masks", "defects")
 
 
-def check_features(folder: ModelFolder, expected: dict) -> dict:
+def check_features(folder: ModelFolder, expected: dict) -> None:
     """train.h5, test.h5 and bank.h5 must come from the same features, and those from params.yaml's settings now
     (``expected``: params.yaml's fingerprint; the weights' identity and the grid only the files know)."""
     prints = {path.name: folder.features_fingerprint(path) for path in (folder.bank, folder.test, folder.train)}
@@ -74,7 +74,6 @@ def check_features(folder: ModelFolder, expected: dict) -> dict:
     compare(prints["bank.h5"], str(folder.bank), prints["train.h5"], str(folder.train))
     known = {k: prints["bank.h5"].get(k) for k in ("weights", "grid")}
     compare({**expected, **known}, "params.yaml", prints["bank.h5"], str(folder.bank))
-    return prints["bank.h5"]
 
 
 def score(folder: ModelFolder, size: int, settings: EvaluateSettings) -> Scored:

@@ -44,9 +44,10 @@ def validate(model: type[M], data: object, where: str) -> M:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys a model accepts at ``loc`` (dict keys of keyed sections are skipped over)."""
+    """The keys a model accepts at ``loc``; the user-chosen keys of keyed sections (download:, backbones:) are stepped over."""
     current: object = model
-    for part in loc:
+    parts = iter(loc)
+    for part in parts:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
         field = current.model_fields.get(str(part))
@@ -55,25 +56,11 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         current = field.annotation
         args: tuple = getattr(current, "__args__", ())
         if getattr(current, "__origin__", None) is dict and len(args) == 2:
-            current = args[-1]  # dict[Name, Model]: the next loc part is a user-chosen key
-            if len(loc) > 1:
-                continue
+            current = args[-1]  # dict[Name, Model]: the next part is the entry's name, not a field
+            next(parts, None)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [k for k in current.model_fields if k != "name"]
     return []
-
-
-def _model_path(loc: tuple) -> tuple:
-    """The loc with the user-chosen keys of ``download:`` and ``backbones:`` removed, for field look-ups."""
-    out: list = []
-    skip = False
-    for part in loc:
-        if skip:
-            skip = False
-            continue
-        out.append(part)
-        skip = part in ("download", "backbones") and len(out) == 1
-    return tuple(out)
 
 
 def describe(model: type[BaseModel], exc: ValidationError, where: str) -> str:
@@ -85,7 +72,7 @@ def describe(model: type[BaseModel], exc: ValidationError, where: str) -> str:
     kind = error["type"]
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        known = _fields_at(model, _model_path(loc[:-1]))
+        known = _fields_at(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(known)}"
         return f"{where}: unknown key '{dotted}'; {hint}"
