@@ -70,13 +70,14 @@ def predict(
     model: Path = typer.Argument(..., help="model folder: features/<dataset>/<category>/<backbone>"),
     images: list[Path] = typer.Argument(..., help="image files or folders"),
     out: Path = typer.Option(Path("predictions"), "--out", help="where predictions.jsonl and heatmaps/ go"),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU if torch sees one), cpu, cuda or cuda:N"),
     params_file: Path = PARAMS,
 ) -> None:
     """Score new images: one JSON line each (score, normalised score, verdict, heatmap PNG)."""
     from . import predict as stage
 
     params = config.load(params_file) if params_file.is_file() else None
-    lines, failures = stage.main(model, images, out, params)
+    lines, failures = stage.main(model, images, out, params, device)
     for line in lines:
         typer.echo(line)
     for line in failures:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from .config import CoresetSettings, Params
+from .core import devices, torch_kcenter
 from .core.sampling import (
     coreset_size,
     greedy_kcenter,
@@ -24,6 +27,7 @@ from .store import h5io
 from .store.atomic import atomic_path
 from .store.model_folder import ModelFolder
 
+CPU = torch.device("cpu")
 READ_ROWS = 32768  # rows per HDF5 read: 128 MiB at 1024 dims, whatever the image size
 
 
@@ -38,6 +42,7 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
+    device = devices.resolve(settings.device, "coreset.device")
     with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
         n, d = patches.shape
@@ -54,10 +59,15 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
                     yield patches[a : min(stop, a + READ_ROWS)]
 
         matrix = projection_matrix(d, settings.projection_dim, settings.seed)
-        projected = project(blocks(), matrix)
-        picks = greedy_kcenter(projected, coreset_size(len(kept_rows), settings.ratio), start_index(len(kept_rows), settings.seed))
-        order = np.sort(kept_rows[picks])  # h5py reads fancy indices in increasing order only
-        bank = patches[order]
+        n_pick, start = coreset_size(len(kept_rows), settings.ratio), start_index(len(kept_rows), settings.seed)
+        if not torch_kcenter.on_device(device, len(kept_rows)):
+            device = CPU
+            picks = greedy_kcenter(project(blocks(), matrix), n_pick, start)
+        else:
+            with tqdm(total=n_pick, desc=f"coreset on {device}", unit="pick", mininterval=1.0) as bar:
+                picks = torch_kcenter.greedy_kcenter(torch_kcenter.project(blocks(), matrix, device), n_pick, start, device, bar.update)
+        order = np.sort(kept_rows[picks])
+        bank = h5io.take_rows(patches, order)
         attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as g:
@@ -73,9 +83,10 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
                     "seed": settings.seed,
                     "train_patches": len(kept_rows),
                     "holdout_fraction": settings.holdout_fraction,
+                    "coreset_device": devices.describe(device),  # the one that selected (a small bank stays on the CPU)
                 },
             )
-    return {"bank_size": int(len(order)), "train_patches": int(len(kept_rows)), "holdout_images": int(len(held))}
+    return {"bank_size": int(len(order)), "train_patches": int(len(kept_rows)), "holdout_images": int(len(held)), "device": devices.describe(device)}
 
 
 def main(params: Params, category: str, backbone: str) -> str:
@@ -84,4 +95,4 @@ def main(params: Params, category: str, backbone: str) -> str:
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     folder.require((folder.train,), f"run 'patchcore extract --category {category} --backbone {backbone}' first")
     info = run(folder.train, folder.bank, params.coreset, folder.rebuild(folder.train))
-    return f"memory bank: {info['bank_size']} of {info['train_patches']} patches -> {folder.bank}"
+    return f"memory bank: {info['bank_size']} of {info['train_patches']} patches on {info['device']} -> {folder.bank}"

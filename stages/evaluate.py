@@ -23,26 +23,34 @@ from .core.localization import (
     roc_from_counts,
 )
 from .core.metrics import bootstrap, image_auroc, pixel_auroc
-from .core.scoring import NearestBank, score_images
 from .datasets.images import load_mask, load_rgb, network_view
+from .engines import ray_pool as engines
+from .engines import settings as engine_settings
+from .engines.score_worker import ScoreWorker
+from .engines.settings import EngineSettings
 from .store import figures, h5io, paths
 from .store.atomic import atomic_path, write_json
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 
 
-def _score_rows(f: h5py.File, images: np.ndarray, nearest: NearestBank, settings: EvaluateSettings, size: int, desc: str):
-    """Scores and maps of the given images of an HDF5 features file, a query batch at a time."""
+def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str):
+    """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time."""
     h, w = (int(v) for v in f.attrs["grid"])
     per_image = h * w
     step = max(1, settings.query_batch // per_image)
+    if scorer.size > 1:
+        # enough shards for every worker; a shard's size cannot change a score (see core.scoring)
+        step = max(1, min(step, -(-len(images) // (4 * scorer.size))))
     scores = np.zeros(len(images), dtype=np.float64)
     maps = np.zeros((len(images), size, size), dtype=np.float32)
-    for first in tqdm(range(0, len(images), step), desc=desc, unit="batch", disable=len(images) == 0):
-        group = images[first : first + step]
-        block = h5io.read_images(f["patches"], group, per_image)
-        scores[first : first + len(group)], maps[first : first + len(group)] = score_images(
-            nearest, block, (h, w), settings.reweight_neighbours, size, settings.blur_sigma
-        )
+    starts = range(0, len(images), step)
+    shards = (
+        (h5io.read_images(f["patches"], images[i : i + step], per_image), (h, w), settings.reweight_neighbours, size, settings.blur_sigma)
+        for i in starts
+    )
+    results = scorer.map("score", shards)
+    for first, (s, m) in tqdm(zip(starts, results), total=len(starts), desc=desc, unit="batch", disable=len(images) == 0):
+        scores[first : first + len(s)], maps[first : first + len(s)] = s, m
     return scores, maps
 
 
@@ -61,6 +69,7 @@ class Scored:
     bank_attrs: dict
     search: dict
     bank_size: int
+    device: str
 
 
 FEATURES = ("patches", "labels", "paths", "masks", "defects")
@@ -76,36 +85,38 @@ def check_features(folder: ModelFolder, expected: dict) -> None:
     compare({**expected, **known}, "params.yaml", prints["bank.h5"], str(folder.bank))
 
 
-def score(folder: ModelFolder, size: int, settings: EvaluateSettings) -> Scored:
+def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: EngineSettings | None = None) -> Scored:
+    engine = engine or EngineSettings()
     if settings.faiss_threads:
         faiss.omp_set_num_threads(settings.faiss_threads)
     with h5io.reading(folder.bank, folder.rebuild(folder.bank), datasets=("bank", "holdout_images")) as b:
-        nearest = NearestBank(b["bank"][()], settings.approximate_above)
-        held = b["holdout_images"][()]
-        bank_attrs = dict(b.attrs)
-    with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
-        held_scores, _ = _score_rows(f, held, nearest, settings, size, "score held-out")
-    with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
-        n = f["labels"].shape[0]
-        scores, maps = _score_rows(f, np.arange(n), nearest, settings, size, "score test")
-        search = nearest.describe()
-        if nearest.approximate:
-            # recall of the approximate index on (up to) 20,000 test patches spread over the set
-            rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))
-            search["recall_at_1"] = round(nearest.recall_at_1(f["patches"][rows]), 6)
-        return Scored(
-            held_scores,
-            scores,
-            maps,
-            f["labels"][()],
-            h5io.read_strings(f["paths"]),
-            h5io.read_strings(f["masks"]),
-            h5io.read_strings(f["defects"]),
-            dict(f.attrs),
-            bank_attrs,
-            search,
-            int(nearest.bank.shape[0]),
-        )
+        bank, held, bank_attrs = b["bank"][()], b["holdout_images"][()], dict(b.attrs)
+    # the CPU searches with faiss, a GPU with torch (exact on both; see core.scoring)
+    with engines.pool(ScoreWorker, (bank, settings.approximate_above, settings.device, "evaluate.device"), engine) as scorer:
+        search, bank_size, device = scorer.first("search")
+        with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
+            held_scores, _ = _score_rows(f, held, scorer, settings, size, "score held-out")
+        with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
+            n = f["labels"].shape[0]
+            scores, maps = _score_rows(f, np.arange(n), scorer, settings, size, "score test")
+            if search["index"].startswith("approximate"):
+                # recall of the approximate index on (up to) 20,000 test patches spread over the set
+                rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))
+                search["recall_at_1"] = round(next(scorer.map("recall_at_1", [(f["patches"][rows],)])), 6)
+            return Scored(
+                held_scores,
+                scores,
+                maps,
+                f["labels"][()],
+                h5io.read_strings(f["paths"]),
+                h5io.read_strings(f["masks"]),
+                h5io.read_strings(f["defects"]),
+                dict(f.attrs),
+                bank_attrs,
+                search,
+                bank_size,
+                device,
+            )
 
 
 def pixel_metrics(s: Scored, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings):
@@ -146,6 +157,8 @@ def metrics_record(s: Scored, backbone: BackboneSettings, settings: EvaluateSett
         "backbone": backbone.name,
         "weights": str(s.attrs["weights"]),
         "features": json.loads(str(s.attrs["aggregation"])),
+        "precision": str(s.attrs["precision"]),
+        "devices": {"extract": str(s.attrs["extract_device"]), "coreset": str(s.bank_attrs["coreset_device"]), "evaluate": s.device},
         "image_auroc": round(image_auroc(s.labels, s.scores), 6),
         "pixel_auroc": None if pix is None else round(pix, 6),
         "aupro": None if pro is None else round(pro, 6),
@@ -180,6 +193,7 @@ def model_card(s: Scored, record: dict, backbone: BackboneSettings, settings: Ev
         heat_scale=float(max(s.held_scores.max() if len(s.held_scores) else s.scores.max(), 1e-12)),
         approximate_above=settings.approximate_above,
         channels_last=bool(s.attrs.get("channels_last", False)),
+        precision=str(s.attrs["precision"]),
         fingerprint=json.loads(str(s.bank_attrs["fingerprint"])),
     )
 
@@ -227,8 +241,8 @@ def main(params: Params, category: str, backbone: str) -> str:
     folder = ModelFolder.of(dataset, category, backbone)
     folder.require((folder.train, folder.test, folder.bank), "run the extract and coreset stages first (dvc repro)")
     data_root = paths.data_dir(dataset, category)
-    check_features(folder, fingerprint(bb, "", params.aggregation.describe(bb.layer_dim or bb.target_dim), (0, 0)))
-    scored = score(folder, bb.crop, settings)
+    check_features(folder, fingerprint(bb, "", params.aggregation.describe(bb.layer_dim or bb.target_dim), (0, 0), params.extract.precision))
+    scored = score(folder, bb.crop, settings, engine_settings.from_env())
     pixel = pixel_metrics(scored, data_root, bb, settings)
     threshold, threshold_metrics = decision(scored, settings.threshold_quantile)
     record = metrics_record(scored, bb, settings, pixel, threshold_metrics)

@@ -3,70 +3,71 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import backbones as bb
-from .backbones import LayerTap, LoadedBackbone, PatchFeatures, geometry
+from .backbones import LayerTap, LoadedBackbone, PatchFeatures, geometry, stream
 from .config import AggregationSettings, BackboneSettings, ExtractSettings, Params
-from .datasets.images import image_transform, load_rgb
+from .core import devices
 from .datasets.layout import Sample, list_split, subset
+from .engines import settings as engines
+from .engines.settings import EngineSettings
 from .errors import UsageError
 from .store import h5io, paths
 from .store.atomic import atomic_path
 from .store.model_folder import ModelFolder, fingerprint, fingerprint_attr
 
 
-class _Images(Dataset):
-    def __init__(self, root: Path, samples: list[Sample], settings: BackboneSettings):
-        self.root, self.samples, self.transform = root, samples, image_transform(settings)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        image = load_rgb(self.root / self.samples[i].path)
-        return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
-
-
-def write_split(
-    out: Path,
-    root: Path,
-    samples: list[Sample],
-    grid: tuple[int, int, int],
-    features: PatchFeatures,
-    batch_size: int,
-    num_workers: int,
-    attrs: dict,
-    channels_last: bool = False,
-) -> None:
+def write_split(out: Path, samples: list[Sample], grid: tuple[int, int, int], batches: Iterator, attrs: dict) -> None:
+    """Write the patch features of ``samples``, given as (patches, sizes) batches in order, and their labels."""
     h, w, d = grid
     per_image = h * w
-    loader = DataLoader(_Images(root, samples, features.settings), batch_size=batch_size, num_workers=num_workers, shuffle=False)
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as f:
             rows = h5io.create_rows(f, "patches", (len(samples) * per_image, d), per_image)
             sizes = np.zeros((len(samples), 2), dtype=np.int32)
             start = 0
-            with torch.inference_mode():
-                for images, hw in tqdm(loader, desc=f"extract {attrs['split']}", unit="batch"):
-                    if channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    patches = features(images)
+            with tqdm(total=len(samples), desc=f"extract {attrs['split']}", unit="image") as bar:
+                for patches, hw in batches:
                     n = patches.shape[0]
-                    rows[start * per_image : (start + n) * per_image] = patches.reshape(-1, d).numpy()
-                    sizes[start : start + n] = hw.numpy()
+                    rows[start * per_image : (start + n) * per_image] = np.asarray(patches).reshape(-1, d)
+                    sizes[start : start + n] = np.asarray(hw)
                     start += n
+                    bar.update(n)
             h5io.write_strings(f, "paths", [s.path for s in samples])
             h5io.write_array(f, "labels", np.array([s.label for s in samples], dtype=np.int8))
             h5io.write_strings(f, "defects", [s.defect for s in samples])
             h5io.write_strings(f, "masks", [s.mask for s in samples])
             h5io.write_array(f, "sizes", sizes)  # original (height, width) of each image
             h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
+
+
+def _local(features: PatchFeatures, extract: ExtractSettings, device: torch.device):
+    def batches(root: Path, samples: list[Sample]) -> Iterator:
+        with torch.inference_mode():
+            yield from stream.host_batches([root / s.path for s in samples], features, device, extract)
+
+    return batches
+
+
+def _on_ray(settings: BackboneSettings, aggregation: AggregationSettings, extract: ExtractSettings, engine: EngineSettings):
+    from .engines.feature_workers import ExtractWorker
+    from .engines.ray_pool import ShardPool
+
+    pool = ShardPool(ExtractWorker, (settings, aggregation, extract, torch.get_num_threads()), engine)
+    shard = engine.shard_batches * extract.batch_size  # whole batches: the same batches as the local engine
+
+    def batches(root: Path, samples: list[Sample]) -> Iterator:
+        # the images travel as bytes: the workers need no shared file system
+        shards = (([(root / s.path).read_bytes() for s in samples[i : i + shard]],) for i in range(0, len(samples), shard))
+        return pool.map("features_of", shards)
+
+    return batches, pool.first("device_name"), pool
 
 
 def run(
@@ -77,15 +78,23 @@ def run(
     extract: ExtractSettings,
     aggregation: AggregationSettings,
     meta: dict,
+    engine: EngineSettings | None = None,
 ) -> dict:
     """Extract both splits; return the image count and the seconds it took (for throughput)."""
     fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
     # List and check both splits before any forward pass, so bad data fails before work starts.
     splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
-    if extract.channels_last:
-        loaded.model.to(memory_format=torch.channels_last)
-    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation)
+    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, extract.precision)
     grid = (*geometry(settings).grid, settings.target_dim)
+    engine = engine or EngineSettings()
+    if engine.engine == "local":
+        device = devices.resolve(extract.device, "extract.device")
+        loaded.model.to(device)
+        if extract.channels_last:
+            loaded.model.to(memory_format=torch.channels_last)
+        batches, used, pool = _local(features, extract, device), devices.describe(device), None
+    else:
+        batches, used, pool = _on_ray(settings, aggregation, extract, engine)
     started = time.perf_counter()
     for split, samples in splits.items():
         attrs = {
@@ -94,12 +103,19 @@ def run(
             "weights": loaded.weights,
             "train_fraction": fraction,
             "channels_last": extract.channels_last,
+            "extract_device": used,
+            "precision": extract.precision,
             "aggregation": features.attribute(),
-            "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]))),
+            "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]), extract.precision)),
         }
-        write_split(
-            Path(out_dir) / f"{split}.h5", root, samples, grid, features, extract.batch_size, extract.num_workers, attrs, extract.channels_last
-        )
+        try:
+            write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
+    if pool is not None:
+        pool.close()
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
 
 
@@ -113,5 +129,7 @@ def main(params: Params, category: str, backbone: str) -> str:
     loaded = bb.build(settings)
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     meta = {"dataset": params.run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
-    done = run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta)
-    return f"features written: {folder.root} ({done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s)"
+    engine = engines.from_env()
+    done = run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta, engine)
+    rate = f"{done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s"
+    return f"features written: {folder.root} ({rate}, engine {engine.engine})"

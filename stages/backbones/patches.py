@@ -11,13 +11,18 @@ import json
 import torch
 
 from ..config import AggregationSettings, BackboneSettings
+from ..core.devices import PRECISIONS
 from ..core.features import aggregate
 from .tap import LayerTap
 
 
 class PatchFeatures:
-    def __init__(self, tap: LayerTap, settings: BackboneSettings, aggregation: AggregationSettings):
+    """``precision`` other than float32 runs the network under autocast; the tapped maps are
+    then cast back and aggregated in float32, so only the convolutions see the lower precision."""
+
+    def __init__(self, tap: LayerTap, settings: BackboneSettings, aggregation: AggregationSettings, precision: str = "float32"):
         self.tap, self.settings, self.aggregation = tap, settings, aggregation
+        self.precision = precision
 
     @property
     def layer_dim(self) -> int:
@@ -33,4 +38,9 @@ class PatchFeatures:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, crop, crop) normalised images -> (B, H, W, target_dim) patch features."""
         a = self.aggregation
-        return aggregate(self.tap(images), self.settings.target_dim, self.layer_dim, a.patchsize, a.border, a.layer_weighting)
+        if self.precision == "float32":
+            maps = self.tap(images)
+        else:
+            with torch.autocast(images.device.type, dtype=PRECISIONS[self.precision]):
+                maps = [m.float() for m in self.tap(images)]
+        return aggregate(maps, self.settings.target_dim, self.layer_dim, a.patchsize, a.border, a.layer_weighting)

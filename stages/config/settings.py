@@ -71,6 +71,18 @@ Probability = Annotated[Real, _within(0, 1, True, False)]
 NonNegativeReal = Annotated[Real, _within(0, math.inf, False, True)]
 
 
+def _device_name(value: str) -> str:
+    head, colon, index = value.partition(":")
+    if value in ("auto", "cpu", "cuda") or (head == "cuda" and colon and index.isdigit()):
+        return value
+    raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+# auto: CUDA where torch sees a GPU, else the CPU (resolved when the stage runs: core.devices)
+Device = Annotated[StrictStr, AfterValidator(_device_name)]
+Precision = Literal["float32", "bfloat16", "float16"]
+
+
 class RunSelection(Section):
     """What `dvc repro` runs: one data set, its categories, the backbones to compare."""
 
@@ -154,6 +166,8 @@ class ExtractSettings(Section):
     num_workers: NonNegative  # DataLoader processes decoding beside the forward pass
     train_fraction: Share = 1.0  # share of train/good used; a backbone's own train_fraction wins
     channels_last: StrictBool = False  # NHWC tensors: faster convolutions on some CPUs
+    device: Device = "auto"  # where the backbone runs; decoding stays in the DataLoader's processes
+    precision: Precision = "float32"  # the backbone's forward; bfloat16/float16 autocast are options
 
 
 class CoresetSettings(Section):
@@ -161,6 +175,7 @@ class CoresetSettings(Section):
     projection_dim: Positive
     seed: StrictInt
     holdout_fraction: HoldoutShare = 0.0  # training images kept out of the bank to set the threshold
+    device: Device = "auto"  # a CUDA device selects on the GPU once the bank is large enough
 
 
 class EvaluateSettings(Section):
@@ -172,7 +187,8 @@ class EvaluateSettings(Section):
     max_fpr: Probability  # AUPRO integration limit
     seed: StrictInt
     faiss_threads: NonNegative = 0  # 0: faiss's default (all cores)
-    approximate_above: NonNegative = 0  # banks with more patches use HNSW; 0: always exact
+    approximate_above: NonNegative = 0  # banks with more patches use HNSW (CPU only); 0: always exact
+    device: Device = "auto"  # a CUDA device searches exactly on the GPU (torch), the CPU with faiss
 
 
 def _named(entries: object) -> object:

@@ -27,9 +27,17 @@ Border = Literal["zeros", "valid"]
 LayerWeighting = Literal["equal", "channels"]
 
 
+# On a GPU, bilinear resizing of a channels-first map runs one thread per output cell, each
+# looping over every channel of the batch (thousands of neighbourhood channels here): the
+# channels-last kernel spreads them over the GPU instead. The CPU keeps its layout (and bytes).
+GPU_RESIZE_CHANNELS_LAST = True
+
+
 def _to_grid(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == grid:
         return maps
+    if maps.is_cuda and GPU_RESIZE_CHANNELS_LAST:
+        maps = maps.contiguous(memory_format=torch.channels_last)
     return F.interpolate(maps, size=grid, mode="bilinear", align_corners=False)
 
 

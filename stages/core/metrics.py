@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from .localization import aupro, auroc_from_counts, region_shares
@@ -18,6 +19,21 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
     if not truth.any() or truth.all():
         return None
     return float(roc_auc_score(truth, np.asarray(maps, dtype=np.float32).ravel()))
+
+
+def resampled_image_aurocs(labels: np.ndarray, scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Image AUROC of every resample at once, by the rank-sum (Mann-Whitney) form of the AUROC.
+
+    The same number as roc_auc_score (ties count one half), without sklearn's input checks,
+    which cost more than the AUROC itself when repeated for a thousand resamples.
+    """
+    labels = np.asarray(labels)[picks]
+    positive = labels == 1
+    n_pos = positive.sum(axis=1)
+    n_neg = labels.shape[1] - n_pos
+    ranks = rankdata(np.asarray(scores, dtype=np.float64)[picks], axis=1)  # ties share their mean rank
+    u = np.where(positive, ranks, 0.0).sum(axis=1) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg)
 
 
 def stratified_resamples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -45,8 +61,9 @@ def bootstrap(labels, scores, pixel_rows, counts, n: int, seed: int, max_fpr: fl
     labels, scores = np.asarray(labels), np.asarray(scores)
     samples: dict[str, list[float | None]] = {"image_auroc": [], "pixel_auroc": [], "aupro": []}
     shares = region_shares(counts.regions) if counts is not None else None
-    for pick in stratified_resamples(labels, n, seed):
-        samples["image_auroc"].append(image_auroc(labels[pick], scores[pick]))
+    picks = stratified_resamples(labels, n, seed)
+    samples["image_auroc"] = [float(v) for v in resampled_image_aurocs(labels, scores, picks)]
+    for pick in picks:
         if counts is None:
             continue
         w = np.bincount(pick, minlength=len(labels))[pixel_rows].astype(np.float64)

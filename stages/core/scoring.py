@@ -6,7 +6,11 @@ import math
 
 import faiss
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
+
+from . import devices
+from .torch_search import TorchFlat
 
 # faiss's nearest rows re-ranked in float64: rounding never decides which row is nearest
 CANDIDATES = 4
@@ -43,14 +47,21 @@ class NearestBank:
     reported distances are recomputed in float64 in a fixed order and the candidates re-ranked
     by them, ties to the lower bank row. faiss's own float32 distances depend on its SIMD path
     and thread count; these do not.
+
+    With a torch ``device`` the candidates come from torch_search (exact, on that device; the
+    GPU path) instead of faiss; the re-ranking and so the reported distances are the same code.
     """
 
-    def __init__(self, bank: np.ndarray, approximate_above: int = 0, hnsw_m: int = 32, ef_search: int = 128):
+    def __init__(self, bank: np.ndarray, approximate_above: int = 0, hnsw_m: int = 32, ef_search: int = 128, device: torch.device | None = None):
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
         d = self.bank.shape[1]
-        self.approximate = bool(approximate_above) and len(self.bank) > approximate_above
+        self.device = device
+        self.approximate = device is None and bool(approximate_above) and len(self.bank) > approximate_above
         self.hnsw_m, self.ef_search = hnsw_m, ef_search
-        self.index: faiss.Index
+        self.index: faiss.Index | TorchFlat
+        if device is not None:
+            self.index = TorchFlat(self.bank, device)
+            return
         if self.approximate:
             hnsw = faiss.IndexHNSWFlat(d, hnsw_m)
             hnsw.hnsw.efSearch = ef_search
@@ -60,6 +71,8 @@ class NearestBank:
         self.index.add(self.bank)
 
     def describe(self) -> dict:
+        if self.device is not None:
+            return {"index": f"exact (torch on {devices.describe(self.device)})"}
         if not self.approximate:
             return {"index": "exact (faiss IndexFlatL2)"}
         return {"index": f"approximate (faiss IndexHNSWFlat, M={self.hnsw_m}, efSearch={self.ef_search})"}
@@ -70,6 +83,7 @@ class NearestBank:
         exact.add(self.bank)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         _, truth = exact.search(q, 1)
+        assert not isinstance(self.index, TorchFlat), "only an approximate (faiss) index has a recall below 1"
         _, found = self.index.search(q, 1)
         return float(np.mean(truth[:, 0] == found[:, 0]))
 
@@ -77,7 +91,10 @@ class NearestBank:
         """Euclidean distances (M, k) and bank indices (M, k) of each query's k nearest bank rows."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         n_candidates = min(len(self.bank), k + CANDIDATES - 1)
-        _, candidates = self.index.search(q, n_candidates)
+        if isinstance(self.index, TorchFlat):
+            candidates = self.index.candidates(q, n_candidates)
+        else:
+            _, candidates = self.index.search(q, n_candidates)
         distances = np.empty((len(q), k), dtype=np.float64)
         index = np.empty((len(q), k), dtype=np.int64)
         step = max(1, _CHUNK_VALUES // (n_candidates * self.bank.shape[1]))

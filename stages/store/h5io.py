@@ -68,6 +68,16 @@ def read_images(dataset: h5py.Dataset, images: np.ndarray, per_image: int) -> np
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
+def take_rows(dataset: h5py.Dataset, rows: np.ndarray, block: int = 32768) -> np.ndarray:
+    """dataset[rows] for sorted ``rows``, read in contiguous blocks (twice as fast as h5py's point selection)."""
+    parts = []
+    for start in range(0, dataset.shape[0], block):
+        inside = rows[(rows >= start) & (rows < start + block)]
+        if len(inside):
+            parts.append(dataset[start : min(dataset.shape[0], start + block)][inside - start])
+    return np.concatenate(parts) if parts else np.zeros((0, *dataset.shape[1:]), dtype=dataset.dtype)
+
+
 @contextlib.contextmanager
 def reading(path: Path, fix: str, datasets: tuple[str, ...] = (), attrs: tuple[str, ...] = ()) -> Iterator[h5py.File]:
     """Open an intermediate for reading; a missing, truncated or foreign file is one line naming it and ``fix``."""

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
 from ..config import AggregationSettings, BackboneSettings, validate
-from ..config.settings import Section
+from ..config.settings import Precision, Section
 from ..errors import UsageError
 from . import h5io, paths
 from .atomic import write_json
@@ -34,12 +34,15 @@ class ModelCard(Section):
     heat_scale: StrictFloat
     approximate_above: StrictInt
     channels_last: StrictBool  # predict must compute exactly as extract did
+    precision: Precision = "float32"  # likewise; cards written before precision existed were float32
     fingerprint: dict  # the features' identity; bank.h5 carries the same (see fingerprint())
 
 
-def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: tuple[int, int]) -> dict:
+def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: tuple[int, int], precision: str) -> dict:
     """Everything that makes two patch features comparable: the network, its weights, the
-    input geometry, the layers and how they are aggregated, the feature width and the grid."""
+    input geometry, the layers and how they are aggregated, the precision of the forward pass,
+    the feature width and the grid. The device is not in it: a GPU's features differ from the
+    CPU's only by rounding, and a bank built on one may score images on the other."""
     return {
         "backbone": settings.name,
         "arch": settings.arch,
@@ -53,6 +56,7 @@ def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: 
         "feature_dim": settings.target_dim,
         "features": features,
         "grid": [int(grid[0]), int(grid[1])],
+        "precision": precision,
     }
 
 

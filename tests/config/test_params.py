@@ -72,6 +72,9 @@ def test_the_committed_params_load_and_keep_their_values():
         ({"download.web": {"source": "url", "url": "https://example.org/a.tar.gz"}}, ["download.web", "sha256"]),
         ({"evaluate.threshold_quantile": 0}, ["'evaluate.threshold_quantile'", "(0, 1]"]),
         ({"evaluate.faiss_threads": -1}, ["'evaluate.faiss_threads'", ">= 0"]),
+        ({"evaluate.device": "gpu"}, ["'evaluate.device'", "auto, cpu, cuda or cuda:N"]),
+        ({"coreset.device": "cuda:x"}, ["'coreset.device'", "cuda:N"]),
+        ({"extract.precision": "half"}, ["'extract.precision'", "bfloat16"]),
     ],
 )
 def test_bad_values_name_the_key(changes, needles):

@@ -100,3 +100,17 @@ def test_reweighting_matches_equation_7():
     assert got == pytest.approx(expected, rel=1e-5)
     assert 0 < got < s_star
     assert reweighted_image_score(nearest, patches, dist[:, 0], nn[:, 0], b=0) == pytest.approx(s_star, rel=1e-6)
+
+
+def test_resampled_aurocs_equal_sklearn_per_resample_ties_included():
+    from sklearn.metrics import roc_auc_score
+
+    from stages.core.metrics import resampled_image_aurocs
+
+    rng = np.random.default_rng(5)
+    labels = np.array([0] * 12 + [1] * 20)
+    scores = np.round(rng.normal(size=32) + labels, 1)  # rounded: many tied scores across the classes
+    picks = stratified_resamples(labels, 200, 3)
+    got = resampled_image_aurocs(labels, scores, picks)
+    expected = [roc_auc_score(labels[p], scores[p]) for p in picks]
+    assert np.allclose(got, expected, rtol=0, atol=1e-12) and len(set(np.round(got, 6))) > 20

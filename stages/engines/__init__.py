@@ -1,0 +1,1 @@
+"""Where the data-parallel work of extract, evaluate and predict runs: here (local) or on Ray."""
