@@ -60,3 +60,16 @@ def edit_params(project: Path, **changes) -> None:
 
 def files_under(path: Path) -> list[str]:
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []
+
+
+def lite0_model(sample_root: Path, project: Path, counts: tuple[int, int, int], env: dict | None = None, **changes) -> Path:
+    """A project whose Lite0 model of a reduced sample (train, good, defective images) was made by
+    extract, coreset and evaluate, with the given params.yaml changes on top of the committed ones."""
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    train, good, defective = counts
+    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=train, good=good, defective=defective)
+    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], **changes})
+    for stage in ("extract", "coreset", "evaluate"):
+        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=env)
+        assert result.returncode == 0, result.stderr
+    return project

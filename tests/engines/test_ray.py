@@ -17,7 +17,7 @@ import pytest
 from stages.engines.settings import from_env
 from stages.errors import UsageError
 
-from helpers import REPO, assert_usage_error, edit_params, run_cli, small_copy
+from helpers import assert_usage_error, lite0_model, run_cli
 
 pytest.importorskip("ray")
 
@@ -39,11 +39,7 @@ def _stages(project, *stages, env=None):
 @pytest.fixture(scope="module")
 def local(sample_root, tmp_path_factory):
     """A Lite0 model made by the local engine, and its predictions of the test images."""
-    project = tmp_path_factory.mktemp("local")
-    shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=14, good=3, defective=5)
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "extract.batch_size": 2, "coreset.holdout_fraction": 0.2})
-    _stages(project, "extract", "coreset", "evaluate")
+    project = lite0_model(sample_root, tmp_path_factory.mktemp("local"), (12, 3, 5), **{"extract.batch_size": 2, "coreset.holdout_fraction": 0.2})
     result = run_cli("predict", MODEL, "data/sample/hazelnut_toy/test", "--out", "out", cwd=project)
     assert result.returncode == 0, result.stderr
     return project

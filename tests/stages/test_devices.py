@@ -9,7 +9,7 @@ import h5py
 import pytest
 import torch
 
-from helpers import REPO, assert_usage_error, edit_params, run_cli, small_copy
+from helpers import assert_usage_error, edit_params, lite0_model, run_cli
 
 MODEL = "features/sample/hazelnut_toy/efficientnet_lite0"
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
@@ -18,14 +18,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU wh
 @pytest.fixture(scope="module")
 def half(sample_root, tmp_path_factory):
     """A Lite0 model whose features were computed under float16 autocast."""
-    project = tmp_path_factory.mktemp("half")
-    shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=6, good=2, defective=3)
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "extract.precision": "float16", "coreset.holdout_fraction": 0.2})
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
-        assert result.returncode == 0, result.stderr
-    return project
+    return lite0_model(sample_root, tmp_path_factory.mktemp("half"), (6, 2, 3), **{"extract.precision": "float16", "coreset.holdout_fraction": 0.2})
 
 
 def test_precision_and_devices_are_recorded_in_every_output(half):

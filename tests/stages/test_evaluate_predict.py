@@ -6,18 +6,13 @@ import shutil
 
 import pytest
 
-from helpers import REPO, edit_params, run_cli, small_copy
+from helpers import edit_params, lite0_model, run_cli
 
 
 @pytest.fixture(scope="module")
 def trained(sample_root, tmp_path_factory):
     project = tmp_path_factory.mktemp("evalproject")
-    shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=10, good=3, defective=5)
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2})
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
-        assert result.returncode == 0, result.stderr
+    lite0_model(sample_root, project, (10, 3, 5), **{"coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2})
     return project
 
 
