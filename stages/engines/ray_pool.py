@@ -69,8 +69,10 @@ class ShardPool:
         ray = self.ray = start(settings)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        count = settings.workers or (gpus if gpus else max(1, cpus // settings.cpus_per_worker))
-        # one actor per GPU where the cluster has them, else one per CPU slot
+        # one actor per GPU where the cluster has them, else one per CPU slot; never more actors
+        # than the cluster can place (one it cannot place would wait forever with its shards)
+        slots = gpus if gpus else max(1, cpus // settings.cpus_per_worker)
+        count = min(settings.workers or slots, slots)
         options = {"num_gpus": 1} if gpus else {"num_cpus": settings.cpus_per_worker}
         # OpenMP threads that spin while they wait would take the cores from a neighbouring actor
         # (each actor computes with the driver's thread count; see feature_workers)
