@@ -170,6 +170,9 @@ def test_a_stage_killed_mid_run_removes_its_temporaries(sample_root, project, si
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job starts with SIGINT ignored, and Python keeps an ignored SIGINT
+        # ignored: give the stage the default, as in a terminal, whatever started these tests
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not list(folder.glob(".train.h5.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
