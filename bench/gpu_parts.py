@@ -29,10 +29,8 @@ def _batches(root: Path, settings, extract, limit: int | None = None) -> list[to
 
 def _network(settings, extract, device: torch.device):
     loaded = bb.build(settings)
-    loaded.model.to(device)
-    fmt = torch.channels_last if extract.channels_last else torch.contiguous_format
-    loaded.model.to(memory_format=fmt)
-    return bb.LayerTap(loaded.model, settings.layers), fmt
+    bb.place(loaded.model, device, extract.channels_last)
+    return bb.LayerTap(loaded.model, settings.layers), torch.channels_last if extract.channels_last else torch.contiguous_format
 
 
 def _rate(call, batches: list[torch.Tensor], device: torch.device, rounds: int = 3) -> float:
@@ -62,15 +60,8 @@ def bare_forward_rate(root: Path, settings, extract, device: torch.device) -> fl
     """Images/s of the network alone (to the tapped layers), on extract's batches already on the device."""
     tap, fmt = _network(settings, extract, device)
     batches = [b.to(device).contiguous(memory_format=fmt) for b in _batches(root, settings, extract)]
-    precision = devices.PRECISIONS[extract.precision]
-
-    def forward(images):
-        if extract.precision == "float32":
-            return tap(images)
-        with torch.autocast(device.type, dtype=precision):
-            return tap(images)
-
-    return round(_rate(forward, batches, device), 1)
+    features = bb.PatchFeatures(tap, settings, AggregationSettings(), extract.precision)
+    return round(_rate(features.maps, batches, device), 1)
 
 
 def feature_error(root: Path, settings, extract, device: torch.device) -> dict:

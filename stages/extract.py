@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,35 +88,28 @@ def run(
     features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, extract.precision)
     grid = (*geometry(settings).grid, settings.target_dim)
     engine = engine or EngineSettings()
-    if engine.engine == "local":
-        device = devices.resolve(extract.device, "extract.device")
-        loaded.model.to(device)
-        if extract.channels_last:
-            loaded.model.to(memory_format=torch.channels_last)
-        batches, used, pool = _local(features, extract, device), devices.describe(device), None
-    else:
-        batches, used, pool = _on_ray(settings, aggregation, extract, engine)
-    started = time.perf_counter()
-    for split, samples in splits.items():
-        attrs = {
-            **meta,
-            "split": split,
-            "weights": loaded.weights,
-            "train_fraction": fraction,
-            "channels_last": extract.channels_last,
-            "extract_device": used,
-            "precision": extract.precision,
-            "aggregation": features.attribute(),
-            "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]), extract.precision)),
-        }
-        try:
+    with contextlib.ExitStack() as stack:
+        if engine.engine == "local":
+            device = devices.resolve(extract.device, "extract.device")
+            bb.place(loaded.model, device, extract.channels_last)
+            batches, used = _local(features, extract, device), devices.describe(device)
+        else:
+            batches, used, pool = _on_ray(settings, aggregation, extract, engine)
+            stack.enter_context(pool)  # the actors' slots are freed however the stage ends
+        started = time.perf_counter()
+        for split, samples in splits.items():
+            attrs = {
+                **meta,
+                "split": split,
+                "weights": loaded.weights,
+                "train_fraction": fraction,
+                "channels_last": extract.channels_last,
+                "extract_device": used,
+                "precision": extract.precision,
+                "aggregation": features.attribute(),
+                "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]), extract.precision)),
+            }
             write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs)
-        except BaseException:
-            if pool is not None:
-                pool.close()
-            raise
-    if pool is not None:
-        pool.close()
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
 
 

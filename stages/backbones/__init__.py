@@ -1,7 +1,7 @@
 """Pretrained backbones: one adapter per model library, and the tap that returns mid-level feature maps."""
 
 from .base import LoadedBackbone, WeightsStatus
-from .patches import PatchFeatures
+from .patches import PatchFeatures, place
 from .registry import ADAPTERS, Geometry, build, geometry, weights_status
 from .tap import LayerTap
 from .timm_lite import lite_state_dict_to_timm, lite_weights_file
@@ -17,5 +17,6 @@ __all__ = [
     "geometry",
     "lite_state_dict_to_timm",
     "lite_weights_file",
+    "place",
     "weights_status",
 ]

@@ -35,12 +35,21 @@ class PatchFeatures:
         """The aggregation as one deterministic string, for HDF5 attributes."""
         return json.dumps(self.describe(), sort_keys=True)
 
+    def maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The tapped layers' float32 maps, the network run at this precision."""
+        if self.precision == "float32":
+            return self.tap(images)
+        with torch.autocast(images.device.type, dtype=PRECISIONS[self.precision]):
+            return [m.float() for m in self.tap(images)]
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, crop, crop) normalised images -> (B, H, W, target_dim) patch features."""
         a = self.aggregation
-        if self.precision == "float32":
-            maps = self.tap(images)
-        else:
-            with torch.autocast(images.device.type, dtype=PRECISIONS[self.precision]):
-                maps = [m.float() for m in self.tap(images)]
-        return aggregate(maps, self.settings.target_dim, self.layer_dim, a.patchsize, a.border, a.layer_weighting)
+        return aggregate(self.maps(images), self.settings.target_dim, self.layer_dim, a.patchsize, a.border, a.layer_weighting)
+
+
+def place(model: torch.nn.Module, device: torch.device, channels_last: bool) -> None:
+    """Move the network to where it computes, in the memory format its inputs will have."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)

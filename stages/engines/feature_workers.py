@@ -10,18 +10,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..backbones import LayerTap, PatchFeatures, build, stream
+from ..backbones import LayerTap, PatchFeatures, build, place, stream
 from ..config import AggregationSettings, BackboneSettings, ExtractSettings
 from ..core import devices
-from ..core.scoring import NearestBank, score_images
+from ..core.scoring import score_images
 from .score_worker import ScoreWorker
 
 
 def _features(settings: BackboneSettings, aggregation: AggregationSettings, precision: str, channels_last: bool, device: torch.device):
     loaded = build(settings)
-    loaded.model.to(device)
-    if channels_last:
-        loaded.model.to(memory_format=torch.channels_last)
+    place(loaded.model, device, channels_last)
     return PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, precision), loaded.weights
 
 
@@ -57,23 +55,10 @@ class PredictWorker(ScoreWorker):
         """The weights this worker loaded (they must be the model's) and its device."""
         return self.weights, devices.describe(self.device)
 
-    def predict(self, images: torch.Tensor, reweight: int, size: int, sigma: float):
-        return image_scores(self.features, self.nearest, images, self.channels_last, self.device, reweight, size, sigma)
-
-
-def image_scores(
-    features: PatchFeatures,
-    nearest: NearestBank,
-    images: torch.Tensor,
-    channels_last: bool,
-    device: torch.device,
-    reweight: int,
-    size: int,
-    sigma: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores and anomaly maps of a batch of normalised images: predict's computation, on either engine."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    with torch.inference_mode():
-        patches = features(images.to(device).contiguous(memory_format=fmt)).cpu()
-    grid = (patches.shape[1], patches.shape[2])
-    return score_images(nearest, patches.reshape(-1, patches.shape[-1]).numpy(), grid, reweight, size, sigma)
+    def predict(self, images: torch.Tensor, reweight: int, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores and anomaly maps of a batch of normalised images."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        with torch.inference_mode():
+            patches = self.features(images.to(self.device).contiguous(memory_format=fmt)).cpu()
+        grid = (patches.shape[1], patches.shape[2])
+        return score_images(self.nearest, patches.reshape(-1, patches.shape[-1]).numpy(), grid, reweight, size, sigma)
