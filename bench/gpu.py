@@ -104,11 +104,29 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder")
     args = parser.parse_args()
     device = devices.resolve(args.device, "--device")
+    # The run works inside its folder: a relative --json still lands where it was asked for.
+    args.json = args.json.resolve() if args.json else None
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run(args, device, args.workdir)
+        return
+    # The full-scale data and features take tens of GB: a temporary folder goes when the run ends.
+    with tempfile.TemporaryDirectory(prefix="patchcore-gpu-") as tmp:
+        run(args, device, Path(tmp))
+
+
+def run(args: argparse.Namespace, device: torch.device, work: Path) -> None:
     n_train, n_test = max(2, round(MVTEC_TRAIN * args.scale)), max(3, round(MVTEC_TEST * args.scale))
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="patchcore-gpu-"))
-    work.mkdir(parents=True, exist_ok=True)
+    home = Path.cwd()
     os.chdir(work)
-    print(f"device {devices.describe(device)}; torch {torch.__version__}; {os.cpu_count()} CPU cores; workdir {work}")
+    try:
+        measure(args, device, n_train, n_test)
+    finally:
+        os.chdir(home)
+
+
+def measure(args: argparse.Namespace, device: torch.device, n_train: int, n_test: int) -> None:
+    print(f"device {devices.describe(device)}; torch {torch.__version__}; {os.cpu_count()} CPU cores; workdir {Path.cwd()}")
     started = time.perf_counter()
     names = build(Path("data/synthetic"), args.categories, n_train, n_test, args.size)
     print(f"data: {len(names)} categories x ({n_train} train + {n_test} test) PNG {args.size} px in {time.perf_counter() - started:.1f} s")
