@@ -17,6 +17,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def run_stages(project: Path, *stages: str, category: str = "hazelnut_toy", backbone: str = "efficientnet_lite0", env: dict | None = None) -> None:
+    """Run pipeline stages of one category and backbone in ``project``, each of which must succeed."""
+    for stage in stages:
+        result = run_cli(stage, "-c", category, "-b", backbone, cwd=project, env=env)
+        assert result.returncode == 0, result.stderr
+
+
 def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> None:
     """Exit code 2, exactly one `error:` line holding every needle, and no traceback."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
@@ -69,7 +76,5 @@ def lite0_model(sample_root: Path, project: Path, counts: tuple[int, int, int], 
     train, good, defective = counts
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=train, good=good, defective=defective)
     edit_params(project, **{"run.backbones": ["efficientnet_lite0"], **changes})
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=env)
-        assert result.returncode == 0, result.stderr
+    run_stages(project, "extract", "coreset", "evaluate", env=env)
     return project

@@ -20,6 +20,7 @@ from helpers import (
     edit_params,
     files_under,
     run_cli,
+    run_stages,
     small_copy,
 )
 
@@ -137,9 +138,7 @@ def test_whole_pipeline_runs_with_random_weights(name, sample_root, tmp_path):
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=2, good=1, defective=1)
     edit_params(project, **{"run.backbones": [name], f"backbones.{name}.weights": "random", "coreset.ratio": 0.05})
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", name, cwd=project)
-        assert result.returncode == 0, result.stderr
+    run_stages(project, "extract", "coreset", "evaluate", backbone=name)
     channels, size, grid = EXPECTED[name]
     record = json.loads((project / f"metrics/sample/{name}/hazelnut_toy.json").read_text())
     assert record["weights"].startswith("RANDOM") and record["test_images"] == 2

@@ -18,7 +18,7 @@ from stages.datasets import materialise as download
 from stages.datasets.images import mask_array, to_rgb
 from stages.errors import UsageError
 
-from helpers import assert_usage_error, edit_params, files_under, run_cli, small_copy
+from helpers import assert_usage_error, edit_params, files_under, run_cli, run_stages, small_copy
 from httpserver import ArchiveServer
 
 
@@ -48,9 +48,7 @@ def test_user_folder_runs_the_whole_pipeline_and_skips_unmasked_defects(project,
     assert result.returncode == 0, result.stderr
     assert "6 train_good" in result.stdout and "5 test_defective" in result.stdout and "3 masks" in result.stdout
     assert not (project / "data/mine/widget/__MACOSX").exists() and not (project / "data/mine/widget/train/good/.DS_Store").exists()
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "widget", "-b", "efficientnet_lite0", cwd=project)
-        assert result.returncode == 0, result.stderr
+    run_stages(project, "extract", "coreset", "evaluate", category="widget")
     record = json.loads((project / "metrics/mine/efficientnet_lite0/widget.json").read_text())
     assert record["dataset"] == "mine" and record["test_images"] == 7 and record["defective_images"] == 5
     assert record["pixel_skipped_defect_types"] == ["scratch"] and record["masks_used"] == 3

@@ -17,7 +17,7 @@ import pytest
 from stages.engines.settings import from_env
 from stages.errors import UsageError
 
-from helpers import assert_usage_error, lite0_model, run_cli
+from helpers import assert_usage_error, lite0_model, run_cli, run_stages
 
 pytest.importorskip("ray")
 
@@ -28,12 +28,6 @@ RAY = {"PATCHCORE_ENGINE": "ray", "PATCHCORE_RAY_WORKERS": "2", "PATCHCORE_RAY_S
 
 def _env(**extra):
     return {**os.environ, **RAY, **extra}
-
-
-def _stages(project, *stages, env=None):
-    for stage in stages:
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=env)
-        assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +46,9 @@ def _fresh(local, target):
 
 def test_ray_writes_the_bytes_the_local_engine_writes(local, tmp_path):
     project = _fresh(local, tmp_path / "p")
-    _stages(project, "extract", env=_env())
-    _stages(project, "coreset")
-    _stages(project, "evaluate", env=_env())
+    run_stages(project, "extract", env=_env())
+    run_stages(project, "coreset")
+    run_stages(project, "evaluate", env=_env())
     for name in OUTPUTS:
         assert (project / name).read_bytes() == (local / name).read_bytes(), name
     assert json.loads((project / OUTPUTS[-1]).read_text())["devices"]["extract"] == "cpu"

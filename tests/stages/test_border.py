@@ -14,7 +14,7 @@ import numpy as np
 
 from stages.core.scoring import NearestBank, maxima_on_border
 
-from helpers import REPO, run_cli
+from helpers import REPO, run_stages
 
 
 def border_share(folder) -> tuple[float, float]:
@@ -40,9 +40,7 @@ def test_border_patches_do_not_dominate_the_image_score(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     with tarfile.open(REPO / "data/bundled/hazelnut_surface.tar.gz") as tar:
         tar.extractall(tmp_path / "data/sample", filter="data")
-    for stage in ("extract", "coreset"):
-        result = run_cli(stage, "-c", "hazelnut_surface", "-b", "efficientnet_lite2", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+    run_stages(tmp_path, "extract", "coreset", category="hazelnut_surface", backbone="efficientnet_lite2")
     share, border = border_share(tmp_path / "features/sample/hazelnut_surface/efficientnet_lite2")
     # 33 x 33 grid: the border is 12% of the patches; the maximum may sit there about that often, not most of the time
     assert share <= 2 * border, (share, border)

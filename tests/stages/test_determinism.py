@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from helpers import REPO, edit_params, run_cli, small_copy
+from helpers import REPO, edit_params, run_cli, run_stages, small_copy
 
 OUTPUTS = (
     "metrics/sample/efficientnet_lite0/hazelnut_toy.json",
@@ -32,9 +32,7 @@ def features(sample_root, tmp_path_factory):
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=10, good=3, defective=5)
     edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.holdout_fraction": 0.2})
-    for stage in ("extract", "coreset"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
-        assert result.returncode == 0, result.stderr
+    run_stages(project, "extract", "coreset")
     return project
 
 

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import edit_params, files_under, run_cli, small_copy
+from helpers import edit_params, files_under, run_cli, run_stages, small_copy
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,7 @@ def pipeline(sample_root, tmp_path_factory):
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data" / "sample" / "hazelnut_toy")
     edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.ratio": 0.25})
-    outputs = {}
-    for stage in ("extract", "coreset", "evaluate"):
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
-        assert result.returncode == 0, result.stderr
-        outputs[stage] = result
+    run_stages(project, "extract", "coreset", "evaluate")
     result = run_cli("summarize", cwd=project)
     assert result.returncode == 0, result.stderr
     return project
@@ -69,8 +65,7 @@ def test_metrics_are_real_and_name_their_data_and_weights(pipeline):
 def test_rerun_gives_identical_bytes(pipeline):
     folder = pipeline / "features/sample/hazelnut_toy/efficientnet_lite0"
     before = {n: (folder / n).read_bytes() for n in ("train.h5", "test.h5", "bank.h5")}
-    for stage in ("extract", "coreset"):
-        assert run_cli(stage, "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=pipeline).returncode == 0
+    run_stages(pipeline, "extract", "coreset")
     after = {n: (folder / n).read_bytes() for n in before}
     assert before == after
     assert not [p for p in files_under(folder) if p.endswith(".tmp")]

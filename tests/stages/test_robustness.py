@@ -17,15 +17,9 @@ import zipfile
 import h5py
 import pytest
 
-from helpers import REPO, assert_usage_error, edit_params, run_cli, small_copy
+from helpers import REPO, assert_usage_error, edit_params, run_cli, run_stages, small_copy
 
 FOLDER = "features/sample/hazelnut_toy/{}"
-
-
-def _stages(project, backbone, *stages):
-    for stage in stages:
-        result = run_cli(stage, "-c", "hazelnut_toy", "-b", backbone, cwd=project)
-        assert result.returncode == 0, result.stderr
 
 
 def _leftovers(root):
@@ -43,7 +37,7 @@ def models(sample_root, tmp_path_factory):
         **{"run.categories": ["hazelnut_toy"], "run.backbones": ["efficientnet_lite0", "efficientnet_lite1"], "coreset.holdout_fraction": 0.2},
     )
     for backbone in ("efficientnet_lite0", "efficientnet_lite1"):
-        _stages(project, backbone, "extract", "coreset", "evaluate")
+        run_stages(project, "extract", "coreset", "evaluate", backbone=backbone)
     return project
 
 
