@@ -91,10 +91,7 @@ class NearestBank:
         """Euclidean distances (M, k) and bank indices (M, k) of each query's k nearest bank rows."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         n_candidates = min(len(self.bank), k + CANDIDATES - 1)
-        if isinstance(self.index, TorchFlat):
-            candidates = self.index.candidates(q, n_candidates)
-        else:
-            _, candidates = self.index.search(q, n_candidates)
+        _, candidates = self.index.search(q, n_candidates)
         distances = np.empty((len(q), k), dtype=np.float64)
         index = np.empty((len(q), k), dtype=np.int64)
         step = max(1, _CHUNK_VALUES // (n_candidates * self.bank.shape[1]))

@@ -23,15 +23,18 @@ class TorchFlat:
         self.bank_chunk = max(1, min(len(self.bank), tile_values // 1024))
         self.query_chunk = max(1, tile_values // self.bank_chunk)
 
-    def candidates(self, queries: np.ndarray, n: int) -> np.ndarray:
-        """(M, n) int64: each query's ``n`` nearest bank rows by float32 distance (any order)."""
-        out = np.empty((len(queries), n), dtype=np.int64)
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """As faiss's index.search: (M, n) float32 squared distances and int64 rows of each query's
+        ``n`` nearest bank rows, nearest first (the caller can use either index the same way)."""
+        distances = np.empty((len(queries), n), dtype=np.float32)
+        rows = np.empty((len(queries), n), dtype=np.int64)
         for start in range(0, len(queries), self.query_chunk):
             q = torch.as_tensor(np.ascontiguousarray(queries[start : start + self.query_chunk], dtype=np.float32)).to(self.device)
-            out[start : start + len(q)] = self._nearest(q, n).cpu().numpy()
-        return out
+            d, i = self._nearest(q, n)
+            distances[start : start + len(q)], rows[start : start + len(q)] = d.cpu().numpy(), i.cpu().numpy()
+        return distances, rows
 
-    def _nearest(self, q: torch.Tensor, n: int) -> torch.Tensor:
+    def _nearest(self, q: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         q_norms = (q * q).sum(dim=1, keepdim=True)
         best_d = torch.full((len(q), 0), float("inf"), device=self.device)
         best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=self.device)
@@ -43,4 +46,4 @@ class TorchFlat:
             # the running minimum: this tile's best merged with the best so far
             best_d, order = torch.topk(torch.cat([best_d, d], dim=1), min(n, best_d.shape[1] + k), dim=1, largest=False)
             best_i = torch.gather(torch.cat([best_i, i + first], dim=1), 1, order)
-        return best_i
+        return best_d, best_i

@@ -32,9 +32,10 @@ def test_torch_candidates_are_faiss_exact_rows(tile, device):
     queries = rng.standard_normal((2000, 48)).astype(np.float32)
     flat = TorchFlat(bank, device, tile_values=tile)
     assert tile > 1 << 20 or (flat.bank_chunk < len(bank) and flat.query_chunk < len(queries))
-    got = flat.candidates(queries, 4)
-    _, expected = _exact_faiss(bank, queries, 4)
+    got_d, got = flat.search(queries, 4)
+    expected_d, expected = _exact_faiss(bank, queries, 4)
     assert np.array_equal(np.sort(got, axis=1), np.sort(expected, axis=1))
+    assert np.allclose(got_d, expected_d, rtol=1e-4, atol=1e-3)  # faiss's form: squared distances, nearest first
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=str)
