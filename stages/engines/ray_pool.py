@@ -13,7 +13,7 @@ import socket
 import urllib.parse
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -62,7 +62,32 @@ def start(settings: EngineSettings):
     return ray
 
 
-class ShardPool:
+P = TypeVar("P", bound="_Pool")
+
+
+class _Pool:
+    """What both engines answer: map() of shards in order, first() of one call, and a with-block that frees the workers."""
+
+    size: int
+
+    def map(self, method: str, shards: Iterable) -> Iterator:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def first(self, method: str):
+        """``method()`` of the first worker (what every worker would answer, e.g. its device)."""
+        return next(self.map(method, [()]))
+
+    def __enter__(self: P) -> P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ShardPool(_Pool):
     """Actors of ``worker`` built with ``args``; map() sends shards and yields results in shard order."""
 
     def __init__(self, worker: type, args: tuple, settings: EngineSettings):
@@ -83,10 +108,6 @@ class ShardPool:
         self.args = tuple(ray.put(a) if isinstance(a, np.ndarray) else a for a in args)
         self.actors = [remote.remote(*self.args) for _ in range(count)]
         self.size = count
-
-    def first(self, method: str):
-        """``method()`` of the first actor (what every actor would answer, e.g. its device)."""
-        return next(self.map(method, [()]))
 
     def map(self, method: str, shards: Iterable) -> Iterator:
         """Results of ``actor.method(*shard)`` in the order of ``shards``, two shards in flight per actor."""
@@ -126,35 +147,17 @@ class ShardPool:
         for actor in self.actors:
             self.ray.kill(actor)
 
-    def __enter__(self) -> ShardPool:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Local:
+class Local(_Pool):
     """The local engine: one worker object in this process, called shard by shard."""
 
     def __init__(self, worker: type, args: tuple):
         self.worker = worker(*args)
         self.size = 1
 
-    def first(self, method: str):
-        return getattr(self.worker, method)()
-
     def map(self, method: str, shards: Iterable) -> Iterator:
         for shard in shards:
             yield getattr(self.worker, method)(*shard)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Local:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def pool(worker: type, args: tuple, settings: EngineSettings) -> Local | ShardPool:
