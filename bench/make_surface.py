@@ -1,6 +1,7 @@
 """Build the "hazelnut_surface" benchmark: crops of real hazelnut surface with pasted real defects.
 
     python bench/make_surface.py [--out data/bundled/hazelnut_surface.tar.gz]
+    python bench/make_surface.py --good-only [--out data/bundled/hazelnut_surface_good.tar.gz]
 
 The bundled Hazelnut Toy photos (CC-BY-4.0, Intel/anomalib) are easy: blue paint on a pale nut
 against a plain yellow background. This set turns the same photos into a texture task, where
@@ -12,6 +13,9 @@ the surface fills the whole image (so border patches matter) and the defects are
 - test/pasted: every other of those crops with a square of another nut's surface (10 to 22 px,
   turned and re-lit by up to 20%) pasted in; test/scratch: the rest with a thin band of it;
   the masks are the pasted pixels, exactly. NOTICE.md in the archive gives the counts.
+
+--good-only writes "hazelnut_surface_good": the same train/good and test/good crops and
+nothing else, the cold start of a line that has not seen a defect yet.
 
 Everything is seeded, so the archive is rebuilt byte for byte. No test photo appears in train/,
 and the pasted pieces come from training photos only.
@@ -45,6 +49,18 @@ Origin of every pixel: the "Hazelnut Toy" data set published by Intel with anoma
 Creative Commons Attribution 4.0 International license (CC-BY-4.0); see the Hazelnut Toy
 NOTICE.md. This derived set is under the same license. Changes: mirrored, rotated and cropped
 copies; pasted crops of other photos.
+"""
+GOOD_NOTICE = """# Hazelnut Surface, good images only (derived from Hazelnut Toy)
+
+The good 96 x 96 px crops of real hazelnut surface of hazelnut_surface, in the MVTec AD layout:
+{counts}; no defect images and no masks. A category for the cold start: a model made from
+good parts alone, as on a new line that has not collected defects yet.
+Built by bench/make_surface.py --good-only from the bundled Hazelnut Toy subset.
+
+Origin of every pixel: the "Hazelnut Toy" data set published by Intel with anomalib, under the
+Creative Commons Attribution 4.0 International license (CC-BY-4.0); see the Hazelnut Toy
+NOTICE.md. This derived set is under the same license. Changes: mirrored, rotated and cropped
+copies.
 """
 
 
@@ -141,8 +157,17 @@ def _files(seed: int) -> dict[str, bytes]:
     return files
 
 
-def build(out: Path, seed: int = 0) -> str:
-    files = _files(seed)
+def good_only(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The good images alone under their own category name, with a NOTICE saying so."""
+    name = f"{NAME}_good"
+    kept = {f"{name}/{n.removeprefix(NAME + '/')}": data for n, data in files.items() if n.startswith((f"{NAME}/train/good/", f"{NAME}/test/good/"))}
+    counts = ", ".join(f"{folder} {sum(1 for n in kept if n.startswith(f'{name}/{folder}/'))}" for folder in ("train/good", "test/good"))
+    kept[f"{name}/NOTICE.md"] = GOOD_NOTICE.format(counts=counts).encode()
+    return kept
+
+
+def build(out: Path, seed: int = 0, only_good: bool = False) -> str:
+    files = good_only(_files(seed)) if only_good else _files(seed)
     buffer = io.BytesIO()
     # fixed member order, times and owners: the same archive bytes on every run
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -158,9 +183,11 @@ def build(out: Path, seed: int = 0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "data" / "bundled" / f"{NAME}.tar.gz")
+    parser.add_argument("--good-only", action="store_true", help="train/good and test/good only, as hazelnut_surface_good")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    digest = build(args.out)
+    args.out = args.out or REPO / "data" / "bundled" / f"{NAME}{'_good' if args.good_only else ''}.tar.gz"
+    digest = build(args.out, only_good=args.good_only)
     print(f"{args.out}: sha256 {digest} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 

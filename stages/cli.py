@@ -71,13 +71,24 @@ def predict(
     images: list[Path] = typer.Argument(..., help="image files or folders"),
     out: Path = typer.Option(Path("predictions"), "--out", help="where predictions.jsonl and heatmaps/ go"),
     device: str = typer.Option("auto", "--device", help="auto (a GPU if torch sees one), cpu, cuda or cuda:N"),
-    params_file: Path = PARAMS,
+    maps: str = typer.Option("none", "--maps", help="also save each raw anomaly map at the original size: none, npy or tiff (float32)"),
+    params_file: Path = typer.Option(
+        config.DEFAULT_PARAMS, "--params", help="only compared: the model folder's own settings are used, and differences are reported"
+    ),
 ) -> None:
-    """Score new images: one JSON line each (score, normalised score, verdict, heatmap PNG)."""
+    """Score new images: one JSON line each (score, normalised score, verdict, defect regions, mask and heatmap PNGs)."""
+    if maps not in ("none", "npy", "tiff"):
+        raise UsageError(f"--maps must be none, npy or tiff, got {maps!r}")
     from . import predict as stage
 
-    params = config.load(params_file) if params_file.is_file() else None
-    lines, failures = stage.main(model, images, out, params, device)
+    params, unread = None, ""
+    if params_file.is_file():
+        try:
+            params = config.load(params_file)
+        except UsageError as exc:  # only compared, never used: an unreadable one does not stop predict
+            unread = f"; {params_file} not compared ({exc})"
+    lines, failures, note = stage.main(model, images, out, params, device, maps)
+    typer.echo(note + unread, err=True)
     for line in lines:
         typer.echo(line)
     for line in failures:

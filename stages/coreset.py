@@ -1,7 +1,8 @@
 """Stage `coreset`: the memory bank, a greedy coreset of the training patches.
 
-A seeded share of the training images is held out of the bank; evaluate scores them to set
-the decision threshold without looking at any test label.
+Label-free thresholds need scores of good images that the bank has not seen: either every
+training image scored against the coresets of k - 1 folds (``holdout_folds``), or a seeded
+share of the training images held out of the bank (``holdout_fraction``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .core.sampling import (
     projection_matrix,
     start_index,
 )
-from .datasets.layout import seeded_share
+from .datasets.layout import seeded_folds, seeded_share
 from .errors import UsageError
 from .store import h5io
 from .store.atomic import atomic_path
@@ -41,7 +42,26 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
+def _rows(images: np.ndarray, per_image: int) -> np.ndarray:
+    return (images[:, None] * per_image + np.arange(per_image)[None]).ravel()
+
+
+def _select(points, settings: CoresetSettings, device: torch.device, label: str) -> np.ndarray:
+    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on ``device``)."""
+    n_pick, start = coreset_size(len(points), settings.ratio), start_index(len(points), settings.seed)
+    if isinstance(points, np.ndarray):
+        return greedy_kcenter(points, n_pick, start, desc=label)
+    with tqdm(total=n_pick, desc=f"{label} on {device}", unit="pick", mininterval=1.0) as bar:
+        return torch_kcenter.greedy_kcenter(points, n_pick, start, device, bar.update)
+
+
 def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
+    """The bank, and the held-out good images evaluate scores for label-free thresholds.
+
+    With ``holdout_folds`` the bank is built from every training image, and each fold's
+    coreset of the other folds (the same selection at the same ratio) is stored as row
+    indices, so evaluate can score every image against a bank that never saw it.
+    """
     device = devices.resolve(settings.device, "coreset.device")
     with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
@@ -50,7 +70,7 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
         per_image = n // n_images
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
-        kept_rows = (bank_images[:, None] * per_image + np.arange(per_image)[None]).ravel()
+        kept_rows = _rows(bank_images, per_image)
 
         def blocks():
             # contiguous row ranges of the bank images, read in bounded slices (no copies)
@@ -59,14 +79,20 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
                     yield patches[a : min(stop, a + READ_ROWS)]
 
         matrix = projection_matrix(d, settings.projection_dim, settings.seed)
-        n_pick, start = coreset_size(len(kept_rows), settings.ratio), start_index(len(kept_rows), settings.seed)
+        points: np.ndarray | torch.Tensor
         if not torch_kcenter.on_device(device, len(kept_rows)):
             device = CPU
-            picks = greedy_kcenter(project(blocks(), matrix), n_pick, start)
+            points = project(blocks(), matrix)
         else:
-            with tqdm(total=n_pick, desc=f"coreset on {device}", unit="pick", mininterval=1.0) as bar:
-                picks = torch_kcenter.greedy_kcenter(torch_kcenter.project(blocks(), matrix, device), n_pick, start, device, bar.update)
-        order = np.sort(kept_rows[picks])
+            points = torch_kcenter.project(blocks(), matrix, device)
+        order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
+        folds = seeded_folds(n_images, settings.holdout_folds, settings.seed) if settings.holdout_folds else np.full(n_images, -1)
+        fold_rows = []
+        # the bank images are every image here (holdout_fraction is 0), so kept_rows indexes points directly
+        for k in range(int(folds.max()) + 1):
+            others = np.flatnonzero(folds != k)
+            picks = _select(points[_rows(others, per_image)], settings, device, f"fold {k + 1}/{folds.max() + 1}")
+            fold_rows.append(np.sort(_rows(others, per_image)[picks]))
         bank = h5io.take_rows(patches, order)
         attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
     with atomic_path(out, ".h5") as tmp:
@@ -74,6 +100,10 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
             h5io.write_array(g, "bank", bank)
             h5io.write_array(g, "indices", order)
             h5io.write_array(g, "holdout_images", held)
+            # fold k's bank: the train.h5 rows fold_rows[fold_starts[k]:fold_starts[k + 1]]
+            h5io.write_array(g, "image_folds", folds.astype(np.int64))
+            h5io.write_array(g, "fold_rows", np.concatenate(fold_rows) if fold_rows else np.zeros(0, dtype=np.int64))
+            h5io.write_array(g, "fold_starts", np.cumsum([0] + [len(r) for r in fold_rows]).astype(np.int64))
             h5io.set_attrs(
                 g,
                 {
@@ -83,10 +113,17 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
                     "seed": settings.seed,
                     "train_patches": len(kept_rows),
                     "holdout_fraction": settings.holdout_fraction,
+                    "holdout_folds": int(folds.max()) + 1,
                     "coreset_device": devices.describe(device),  # the one that selected (a small bank stays on the CPU)
                 },
             )
-    return {"bank_size": int(len(order)), "train_patches": int(len(kept_rows)), "holdout_images": int(len(held)), "device": devices.describe(device)}
+    return {
+        "bank_size": int(len(order)),
+        "train_patches": int(len(kept_rows)),
+        "holdout_images": int(len(held)) or int((folds >= 0).sum()),
+        "folds": int(folds.max()) + 1,
+        "device": devices.describe(device),
+    }
 
 
 def main(params: Params, category: str, backbone: str) -> str:
@@ -95,4 +132,7 @@ def main(params: Params, category: str, backbone: str) -> str:
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     folder.require((folder.train,), f"run 'patchcore extract --category {category} --backbone {backbone}' first")
     info = run(folder.train, folder.bank, params.coreset, folder.rebuild(folder.train))
-    return f"memory bank: {info['bank_size']} of {info['train_patches']} patches on {info['device']} -> {folder.bank}"
+    held = (
+        f"{info['folds']}-fold banks for {info['holdout_images']} held-out images" if info["folds"] else f"{info['holdout_images']} images held out"
+    )
+    return f"memory bank: {info['bank_size']} of {info['train_patches']} patches on {info['device']} ({held}) -> {folder.bank}"

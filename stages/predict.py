@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from PIL import Image
 
 from .config import Params
 from .core import devices
-from .datasets.images import image_transform, load_rgb, network_view
+from .core.regions import find_regions, to_original
+from .core.thresholds import normalised
+from .datasets.images import crop_box, image_transform, load_rgb, network_view
 from .datasets.layout import is_image_file
 from .engines import ray_pool as engines
 from .engines import settings as engine_settings
@@ -54,15 +56,16 @@ def collect_images(items: list[Path]) -> list[Path]:
     return found
 
 
-def check_settings(what: str, made: BaseModel, current: BaseModel) -> None:
-    """A model must be used with the settings it was built with (its backbone's, its aggregation's)."""
-    if current == made:
-        return
-    changed = [f"{k}: {getattr(made, k)!r} -> {getattr(current, k)!r}" for k in type(made).model_fields if getattr(made, k) != getattr(current, k)]
-    raise UsageError(
-        f"the model was made with other settings of {what} than params.yaml now holds ({'; '.join(changed)}); "
-        "run 'dvc repro' to rebuild it, or predict with the params it was made with"
-    )
+def settings_note(card: ModelCard, model_dir: Path, params: Params | None) -> str:
+    """Which settings predict used (always the model folder's), and how params.yaml's differ, if it does."""
+    b = card.backbone
+    line = f"settings: the model folder's own ({model_dir}/model.json): backbone {b.name} ({b.arch}, resize {b.resize}, crop {b.crop}), aggregation {card.aggregation.model_dump()}"
+    if params is None or b.name not in params.backbones:
+        return line
+    made, now = [(b, params.backbones[b.name]), (card.aggregation, params.aggregation)], []
+    for a, c in made:
+        now += [f"{k} {getattr(c, k)!r}" for k in type(a).model_fields if getattr(a, k) != getattr(c, k)]
+    return line + (f"; params.yaml differs ({', '.join(now)}) and is not used" if now else "")
 
 
 def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -> Iterator[torch.Tensor]:
@@ -74,38 +77,62 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
         for path in images[first : first + BATCH]:
             try:
                 image = load_rgb(path)
-                group.append((path, transform(image), view(image)))
+                group.append((path, transform(image), view(image), image.size))
             except Exception as exc:  # one bad file must not stop the others
                 failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
         if group:
-            decoded.append([(path, picture) for path, _, picture in group])
-            yield torch.stack([x for _, x, _ in group])
+            decoded.append([(path, picture, size) for path, _, picture, size in group])
+            yield torch.stack([x for _, x, _, _ in group])
 
 
-def _record(path: Path, score: float, heatmap: Path, card: ModelCard, model_dir: Path, device: str) -> dict:
-    threshold = card.threshold
+def _record(path: Path, score: float, card: ModelCard, model_dir: Path, device: str) -> dict:
+    threshold, span = card.threshold, card.score_range
+    normal = None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6)
     return {
         "image": str(path),
         "score": round(float(score), 6),
-        "normalised_score": None if threshold is None else round(float(score) / threshold, 6),
+        "normalised_score": normal,
+        "threshold": threshold,
         "verdict": None if threshold is None else ("anomalous" if score >= threshold else "good"),
-        "heatmap": str(heatmap),
         "model": str(model_dir),
         "weights": card.weights,
         "device": device,
     }
 
 
+def _pixels(record: dict, name: str, picture_size: tuple[int, int], amap: np.ndarray, card: ModelCard, out_dir: Path, maps: str) -> None:
+    """The anomaly map in the original image's pixels: its regions, mask PNG and (``maps``) the raw floats."""
+    width, height = picture_size
+    omap = to_original(amap, crop_box(card.backbone, (height, width)), (height, width))
+    record["size"] = [width, height]
+    if card.pixel_threshold is not None:
+        mask, record["regions"] = find_regions(omap, card.pixel_threshold)
+        record["mask"] = str(out_dir / "masks" / f"{name}.png")
+        with atomic_path(Path(record["mask"]), ".png") as tmp:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="png")
+    if maps == "npy":
+        record["map"] = str(out_dir / "maps" / f"{name}.npy")
+        with atomic_path(Path(record["map"]), ".npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, omap)
+    elif maps == "tiff":
+        record["map"] = str(out_dir / "maps" / f"{name}.tiff")
+        with atomic_path(Path(record["map"]), ".tiff") as tmp:
+            Image.fromarray(omap, mode="F").save(tmp, format="tiff")
+
+
 def run(
-    model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device_name: str = "auto", engine: EngineSettings | None = None
+    model_dir: Path,
+    items: list[Path],
+    out_dir: Path,
+    device_name: str = "auto",
+    engine: EngineSettings | None = None,
+    maps: str = "none",
 ) -> tuple[list[dict], list[str]]:
-    """Score ``items``; ``params`` (params.yaml, if there is one) must agree with the model's backbone."""
+    """Score ``items`` with the model folder's own settings (params.yaml plays no part)."""
     devices.resolve(device_name, "--device")  # a GPU asked for where there is none fails before any work
     card, bank = load_model(model_dir)
     settings = card.backbone
-    if params is not None and settings.name in params.backbones:
-        check_settings(f"backbone {settings.name}", settings, params.backbones[settings.name])
-        check_settings("aggregation", card.aggregation, params.aggregation)
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
@@ -117,20 +144,26 @@ def run(
                 f"the model was made with weights '{card.weights}' but this machine now loads '{weights}'; use the same weights or rebuild the model"
             )
         failures: list[str] = []
-        decoded: deque = deque()  # the groups sent and not yet scored: their paths and pictures
+        decoded: deque = deque()  # the groups sent and not yet scored: their paths, pictures and original sizes
         shards = ((stack, card.reweight_neighbours, settings.crop, card.blur_sigma) for stack in _groups(images, settings, decoded, failures))
         records: list[dict] = []
         heat_dir = Path(out_dir) / "heatmaps"
-        for scores, maps in scorer.map("predict", shards):
-            for (path, picture), score, amap in zip(decoded.popleft(), scores, maps):
-                heatmap = heat_dir / f"{len(records):05d}_{path.stem}.png"
-                figures.save_overlay(heatmap, picture, amap, card.heat_scale)
-                records.append(_record(path, score, heatmap, card, model_dir, device))
+        for scores, amaps in scorer.map("predict", shards):
+            for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
+                name = f"{len(records):05d}_{path.stem}"
+                record = _record(path, score, card, model_dir, device)
+                record["heatmap"] = str(heat_dir / f"{name}.png")
+                figures.save_overlay(Path(record["heatmap"]), picture, amap, card.heat_scale)
+                _pixels(record, name, size, amap, card, Path(out_dir), maps)
+                records.append(record)
     with atomic_path(Path(out_dir) / "predictions.jsonl", ".jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     return records, failures
 
 
-def main(model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device: str = "auto") -> tuple[list[str], list[str]]:
-    records, failures = run(model_dir, items, out_dir, params, device, engine_settings.from_env())
-    return [json.dumps(r, sort_keys=True) for r in records], failures
+def main(
+    model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device: str = "auto", maps: str = "none"
+) -> tuple[list[str], list[str], str]:
+    records, failures = run(model_dir, items, out_dir, device, engine_settings.from_env(), maps)
+    note = settings_note(ModelFolder(Path(model_dir)).read_card(), model_dir, params)
+    return [json.dumps(r, sort_keys=True) for r in records], failures, note

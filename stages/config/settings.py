@@ -171,18 +171,71 @@ class ExtractSettings(Section):
 
 
 class CoresetSettings(Section):
+    """The memory bank, and the good images' scores that label-free thresholds come from.
+
+    ``holdout_folds`` (k >= 2): the training images are split into k seeded folds and every
+    image is scored against a coreset of the other folds, so a threshold's quantile comes from
+    all the good images while the deployed bank keeps them all. ``holdout_fraction``: the
+    earlier single split, whose images stay out of the deployed bank. One of the two.
+    """
+
     ratio: Ratio
     projection_dim: Positive
     seed: StrictInt
     holdout_fraction: HoldoutShare = 0.0  # training images kept out of the bank to set the threshold
+    holdout_folds: NonNegative = 0  # k-fold out-of-bank scores of every training image; 0: off
     device: Device = "auto"  # a CUDA device selects on the GPU once the bank is large enough
+
+    @model_validator(mode="after")
+    def _one_holdout(self) -> CoresetSettings:
+        if self.holdout_folds == 1:
+            raise ValueError("'holdout_folds' must be 0 (off) or at least 2, got 1; 5 scores every training image against the other 80%")
+        if self.holdout_fraction > 0 and self.holdout_folds:
+            raise ValueError(
+                f"'holdout_fraction' ({self.holdout_fraction:g}) and 'holdout_folds' ({self.holdout_folds}) are two ways to score held-out "
+                "good images; set the other one to 0"
+            )
+        return self
+
+
+ThresholdMethod = Literal["holdout_quantile", "f1_max", "fixed"]
+
+
+def _positive_finite(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"must be a positive number (a patch distance), got {value!r}")
+    return value
+
+
+class ThresholdSettings(Section):
+    """How the image decision threshold is chosen (evaluate.threshold).
+
+    holdout_quantile: the ``quantile`` of the held-out good images' scores (no labels needed);
+    f1_max: the F1-maximising threshold on the labelled test set (anomalib's adaptive
+    threshold; chosen on test labels, so its test F1 is optimistic); fixed: ``value``.
+    The pixel threshold is always label-free: the ``pixel_quantile`` of the held-out good
+    images' map maxima, so that share of good images shows no defect region.
+    """
+
+    method: ThresholdMethod = "holdout_quantile"
+    quantile: Probability = 0.99
+    value: Annotated[Real, AfterValidator(_positive_finite)] | None = None
+    pixel_quantile: Probability = 0.99
+
+    @model_validator(mode="after")
+    def _value_for_fixed(self) -> ThresholdSettings:
+        if self.method == "fixed" and self.value is None:
+            raise ValueError("'value' is required for method 'fixed': the image score at and above which an image is anomalous")
+        if self.method != "fixed" and self.value is not None:
+            raise ValueError(f"'value' is only used by method 'fixed' (method is '{self.method}'); remove it or set method: fixed")
+        return self
 
 
 class EvaluateSettings(Section):
     blur_sigma: NonNegativeReal  # Gaussian smoothing of the map, input pixels
     query_batch: Positive
     reweight_neighbours: NonNegative  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
-    threshold_quantile: Probability  # of the held-out nominal image scores
+    threshold: ThresholdSettings = ThresholdSettings()
     bootstrap: NonNegative  # resamples for the confidence intervals
     max_fpr: Probability  # AUPRO integration limit
     seed: StrictInt

@@ -72,7 +72,7 @@ def greedy_kcenter_plain(points: np.ndarray, n_pick: int, start: int, progress: 
     return picks
 
 
-def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool = True) -> np.ndarray:
+def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool = True, desc: str = "coreset") -> np.ndarray:
     """The same picks as greedy_kcenter_plain, by lazy evaluation (see lazy_kcenter).
 
     Memory: the float32 points (N x 128 x 4 bytes), their 16-dimensional float64 copy and a
@@ -82,5 +82,5 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     _check_pick_count(len(points), n_pick)
     if not np.isfinite(points).all():
         raise ValueError("the points hold NaN or infinite values")
-    with tqdm(total=n_pick, desc="coreset", unit="pick", disable=not progress, mininterval=1.0) as bar:
+    with tqdm(total=n_pick, desc=desc, unit="pick", disable=not progress, mininterval=1.0) as bar:
         return lazy_kcenter.select(points, n_pick, start, advance=bar.update)

@@ -37,9 +37,10 @@ def check_url(url: str) -> None:
     raise UsageError(f"{url}: only https URLs are fetched (plain http only from this machine itself); use the https address")
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, progress: bool = True) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False) as bar:
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False, disable=not progress)
+    with open(path, "rb") as f, bar:
         while block := f.read(CHUNK):
             digest.update(block)
             bar.update(len(block))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
@@ -36,6 +37,22 @@ def image_transform(settings: BackboneSettings) -> T.Compose:
 def network_view(settings: BackboneSettings) -> T.Compose:
     """PIL image -> PIL image as the network sees it (resized and cropped), for pictures."""
     return T.Compose(_geometry(settings))
+
+
+def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The original image (height, width) = ``size`` as a box (x0, y0, x1, y1) in the network input's pixels.
+
+    The box goes through the very transforms the image goes through (torchvision moves boxes
+    with images), so the mapping back to the original can never disagree with the resize and
+    crop actually applied. torchvision computes boxes in float32: rounded to 1e-3 pixel.
+    """
+    height, width = size
+    box = tv_tensors.BoundingBoxes(
+        torch.tensor([[0.0, 0.0, width, height]], dtype=torch.float64), format="XYXY", canvas_size=size, clamping_mode=None
+    )
+    moved = T.Compose(_geometry(settings))(box)[0].tolist()
+    x0, y0, x1, y1 = (round(float(v), 3) for v in moved)
+    return x0, y0, x1, y1
 
 
 # MVTec images are at most 1024 x 1024; anything past this is refused as a decompression bomb.

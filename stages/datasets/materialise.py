@@ -7,6 +7,7 @@ a temporary folder, check every image, then rename the folder into place.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import warnings
@@ -16,10 +17,11 @@ from PIL import Image
 
 from ..config import DatasetSpec
 from ..errors import UsageError
-from ..store.atomic import atomic_dir
+from ..store.atomic import atomic_dir, write_json
 from . import archive, fetch, sources
+from .fetch import file_sha256
 from .images import MAX_PIXELS
-from .layout import is_data_name, validate_category
+from .layout import PROVENANCE, is_data_name, validate_category
 
 
 def cache_dir() -> Path:
@@ -67,33 +69,38 @@ def _copy_into(folder: Path, tmp: Path) -> None:
                 shutil.copy2(Path(top) / name, out / name)
 
 
-def _mvtec_local(path: Path, category: str, tmp: Path) -> str:
+def _mvtec_local(path: Path, category: str, tmp: Path) -> dict:
     if path.is_dir():
         folder = path / category if (path / category).is_dir() else path
         _copy_into(folder, tmp)
-        return str(folder)
+        return {"location": str(folder), "sha256": None}
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
             archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URL}")
         _unpack_into(path, category, tmp, "replace it with a good copy (download.mvtec.path points at it)")  # checked by its file counts
-        return f"{path}:{category}"
+        return {"location": str(path), "member": category, "sha256": file_sha256(path)}
     else:
         raise UsageError(f"{path}: not found; set download.mvtec.path to the MVTec AD archive, a <category>.tar.xz or an extracted folder")
 
 
-def _fill(spec: DatasetSpec, category: str, tmp: Path) -> str:
-    """Put the category's files into ``tmp``; return where they came from, for messages."""
+def _fill(spec: DatasetSpec, category: str, tmp: Path) -> dict:
+    """Put the category's files into ``tmp``; return where they came from (location, the archive's sha256)."""
+    sha256: str | None
     if spec.source == "bundled":
         path, sha256 = sources.bundled_archive(category)
         fix = f"restore it with 'git checkout -- {path}'"
         archive.verify(path, sha256, fix)
+        location = str(path)
     elif spec.source == "mvtec" and spec.path:
         return _mvtec_local(Path(spec.path).expanduser(), category, tmp)
     elif spec.source == "mvtec":
-        path = fetch.fetch(sources.mvtec_category_url(category), cache_dir() / "mvtec" / f"{category}.tar.xz")
+        location = sources.mvtec_category_url(category)
+        path = fetch.fetch(location, cache_dir() / "mvtec" / f"{category}.tar.xz")
         fix = f"delete the downloaded {path} and run again to fetch it anew"
+        sha256 = file_sha256(path)  # MVTec publishes none per category: recorded, and the file counts are checked
     elif spec.source == "url":
-        assert spec.url is not None  # the settings require it for this source
+        assert spec.url is not None and spec.sha256 is not None  # the settings require both for this source
+        location, sha256 = spec.url, spec.sha256
         path = fetch.fetch(spec.url, cache_dir() / spec.name / (Path(spec.url.split("?")[0]).name or "archive"), spec.sha256)
         fix = f"delete the downloaded {path} and run again to fetch it anew"
     elif spec.source == "archive":
@@ -103,12 +110,21 @@ def _fill(spec: DatasetSpec, category: str, tmp: Path) -> str:
         fix = f"replace it with a good copy (download.{spec.name}.path points at it)"
         if spec.sha256:
             archive.verify(path, spec.sha256, f"replace it, or correct download.{spec.name}.sha256 if the file is right")
+        location, sha256 = str(path), spec.sha256 or file_sha256(path)
     else:  # folder
         folder = Path(str(spec.path)).expanduser() / category
         _copy_into(folder, tmp)
-        return str(folder)
+        return {"location": str(folder), "sha256": None}
     _unpack_into(path, category, tmp, fix)
-    return f"{path}:{category}"
+    return {"location": location, "member": category, "sha256": sha256}
+
+
+def tree_sha256(root: Path) -> str:
+    """One digest of a folder's files (their relative paths and bytes), whatever the source was."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{file_sha256(path, progress=False)}\n".encode())
+    return digest.hexdigest()
 
 
 def _check_mvtec_counts(category: str, counts: dict[str, int]) -> None:
@@ -126,7 +142,8 @@ def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
     sources.check_category(spec, category)
     try:
         with atomic_dir(target) as tmp:
-            origin = _fill(spec, category, tmp)
+            found = _fill(spec, category, tmp)
+            origin = f"{found['location']}:{found['member']}" if "member" in found else found["location"]
             try:
                 counts = validate_category(tmp, decode_fully)
             except UsageError as exc:
@@ -134,6 +151,10 @@ def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
                 raise UsageError(str(exc).replace(str(tmp), origin)) from None
             if spec.source == "mvtec":
                 _check_mvtec_counts(category, counts)
+            record = {"dataset": spec.name, "category": category, "source": spec.source, **found, "tree_sha256": tree_sha256(tmp), "counts": counts}
+            if record["sha256"] is None:
+                record["sha256_note"] = "a folder has no archive checksum; tree_sha256 identifies its files"
+            write_json(tmp / PROVENANCE, record)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise UsageError(f"disk full while writing {target} ({exc.filename or ''}); free space and run again") from None

@@ -20,6 +20,10 @@ BUNDLED = {
     "hazelnut_toy": BundledArchive("data/bundled/hazelnut_toy.tar.gz", "1c2ce50eb1035229f88e8beb5eaf7f664c02e8ba0deba162a9f1551c023528fb"),
     # crops of the same photos' nut surface with subtle pasted defects and exact masks (bench/make_surface.py)
     "hazelnut_surface": BundledArchive("data/bundled/hazelnut_surface.tar.gz", "7cb9172ec1b73d2de8fac15d5cb2959fca04af9da96da9a9f30d0c98877f8e0f"),
+    # the same crops' good images alone (train + test/good): the cold start (bench/make_surface.py --good-only)
+    "hazelnut_surface_good": BundledArchive(
+        "data/bundled/hazelnut_surface_good.tar.gz", "edee8d8984e748f7a1b73a051d88a7d62b4f29fca205fd969efef3748242f387"
+    ),
 }
 
 

@@ -30,21 +30,35 @@ def heat_overlay(image: Image.Image, amap: np.ndarray, vmax: float) -> np.ndarra
     return (np.clip(0.55 * base + 0.45 * heat, 0, 1) * 255).astype(np.uint8)
 
 
-def roc_figure(out: Path, title: str, image_roc: tuple, image_auc: float, pixel_roc: tuple | None, pixel_auc: float | None) -> None:
+def roc_figure(
+    out: Path, title: str, image_roc: tuple, image_auc: float | None, pixel_roc: tuple | None, pixel_auc: float | None, note: str | None = None
+) -> None:
+    """ROC curves; ``note`` (why there is no image ROC, e.g. a good-only category) is written on the chart instead."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(*image_roc, label=f"image, AUROC {image_auc:.4f}")
+    if image_auc is not None:
+        ax.plot(*image_roc, label=f"image, AUROC {image_auc:.4f}")
     if pixel_roc is not None:
         ax.plot(*pixel_roc, label=f"pixel, AUROC {pixel_auc:.4f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title(textwrap.fill(title, 70), fontsize=8)
-    ax.legend(loc="lower right")
+    if note:
+        ax.text(0.5, 0.55, textwrap.fill(f"no image ROC: {note}", 40), ha="center", va="center", fontsize=9)
+    if image_auc is not None or pixel_roc is not None:
+        ax.legend(loc="lower right")
     fig.tight_layout()
     _save(fig, out)
 
 
 def maps_figure(out: Path, title: str, panels: list[dict], vmax: float) -> None:
     """panels: dicts with image (PIL, network view), map, mask (bool or None), caption."""
+    if not panels:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no test images to show", ha="center", va="center")
+        fig.suptitle("\n".join(textwrap.fill(line, 70) for line in title.splitlines()), fontsize=8)
+        _save(fig, out)
+        return
     cols = max(1, len(panels) // 2) if len(panels) > 3 else len(panels)
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)

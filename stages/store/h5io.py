@@ -33,7 +33,9 @@ def write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
 
 
 def create_rows(group: h5py.Group, name: str, shape: tuple[int, int], rows_per_chunk: int) -> h5py.Dataset:
-    return group.create_dataset(name, shape=shape, dtype=np.float32, chunks=(max(1, min(rows_per_chunk, shape[0])), shape[1]), track_times=False)
+    # a split with no image (a category without test images) has no chunk to give: stored contiguous
+    chunks = (max(1, min(rows_per_chunk, shape[0])), shape[1]) if shape[0] else None
+    return group.create_dataset(name, shape=shape, dtype=np.float32, chunks=chunks, track_times=False)
 
 
 def set_attrs(obj: h5py.HLObject, attrs: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
@@ -28,7 +29,12 @@ class ModelCard(Section):
     weights: StrictStr
     dataset: StrictStr
     category: StrictStr
+    data: dict = {}  # where the training images came from (the download stage's provenance)
     threshold: float | None  # None when no training image was held out
+    threshold_method: StrictStr = "holdout_quantile"  # evaluate.threshold.method that chose it
+    score_range: tuple[float, float] | None = None  # held-out good images' lowest and highest scores: normalised_score
+    pixel_threshold: float | None = None  # map value at and above which a pixel is defective (label-free)
+    connectivity: Literal[8] = 8  # defect regions are 8-connected
     reweight_neighbours: StrictInt
     blur_sigma: float
     heat_scale: StrictFloat

@@ -48,7 +48,8 @@ def test_the_committed_params_load_and_keep_their_values():
     assert params.run.dataset == "sample" and params.run.backbones == ("efficientnet_lite2",)
     lite2 = params.backbone("efficientnet_lite2")
     assert (lite2.name, lite2.crop, lite2.target_dim, lite2.interpolation) == ("efficientnet_lite2", 260, 168, "bilinear")
-    assert params.coreset.holdout_fraction == 0.1 and params.evaluate.reweight_neighbours == 9
+    assert params.coreset.holdout_folds == 5 and params.coreset.holdout_fraction == 0.0 and params.evaluate.reweight_neighbours == 9
+    assert params.evaluate.threshold.method == "holdout_quantile" and params.evaluate.threshold.quantile == 0.99
     with pytest.raises(ValidationError, match="frozen"):
         params.coreset.ratio = 0.5  # frozen: settings are passed down, never changed on the way
 
@@ -70,7 +71,19 @@ def test_the_committed_params_load_and_keep_their_values():
         ({"run.dataset": "nope"}, ["run.dataset", "nope", "sample"]),
         ({"download.sample.source": "ftp"}, ["'download.sample.source'", "bundled"]),
         ({"download.web": {"source": "url", "url": "https://example.org/a.tar.gz"}}, ["download.web", "sha256"]),
-        ({"evaluate.threshold_quantile": 0}, ["'evaluate.threshold_quantile'", "(0, 1]"]),
+        ({"evaluate.threshold.quantile": 0}, ["'evaluate.threshold.quantile'", "(0, 1]"]),
+        ({"evaluate.threshold.pixel_quantile": 1.5}, ["'evaluate.threshold.pixel_quantile'", "(0, 1]"]),
+        ({"evaluate.threshold.method": "otsu"}, ["'evaluate.threshold.method'", "holdout_quantile", "f1_max", "fixed"]),
+        ({"evaluate.threshold.method": "fixed"}, ["evaluate.threshold", "'value' is required for method 'fixed'"]),
+        ({"evaluate.threshold": {"method": "fixed", "value": float("nan")}}, ["'evaluate.threshold.value'", "finite"]),
+        ({"evaluate.threshold": {"method": "fixed", "value": float("inf")}}, ["'evaluate.threshold.value'", "finite"]),
+        ({"evaluate.threshold": {"method": "fixed", "value": "high"}}, ["'evaluate.threshold.value'", "number"]),
+        ({"evaluate.threshold": {"method": "fixed", "value": -1.0}}, ["'evaluate.threshold.value'", "positive"]),
+        ({"evaluate.threshold.value": 3.0}, ["evaluate.threshold", "only used by method 'fixed'"]),
+        ({"evaluate.threshold.quantiel": 0.9}, ["'evaluate.threshold.quantiel'", "did you mean 'quantile'?"]),
+        ({"coreset.holdout_fraction": 0.1}, ["coreset", "holdout_fraction", "holdout_folds", "set the other one to 0"]),
+        ({"coreset.holdout_folds": 1}, ["coreset", "'holdout_folds' must be 0 (off) or at least 2"]),
+        ({"coreset.holdout_folds": -2}, ["'coreset.holdout_folds'", ">= 0"]),
         ({"evaluate.faiss_threads": -1}, ["'evaluate.faiss_threads'", ">= 0"]),
         ({"evaluate.device": "gpu"}, ["'evaluate.device'", "auto, cpu, cuda or cuda:N"]),
         ({"coreset.device": "cuda:x"}, ["'coreset.device'", "cuda:N"]),

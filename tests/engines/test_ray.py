@@ -33,7 +33,12 @@ def _env(**extra):
 @pytest.fixture(scope="module")
 def local(sample_root, tmp_path_factory):
     """A Lite0 model made by the local engine, and its predictions of the test images."""
-    project = lite0_model(sample_root, tmp_path_factory.mktemp("local"), (12, 3, 5), **{"extract.batch_size": 2, "coreset.holdout_fraction": 0.2})
+    project = lite0_model(
+        sample_root,
+        tmp_path_factory.mktemp("local"),
+        (12, 3, 5),
+        **{"extract.batch_size": 2, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+    )
     result = run_cli("predict", MODEL, "data/sample/hazelnut_toy/test", "--out", "out", cwd=project)
     assert result.returncode == 0, result.stderr
     return project

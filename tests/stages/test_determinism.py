@@ -31,7 +31,10 @@ def features(sample_root, tmp_path_factory):
     project = tmp_path_factory.mktemp("determinism")
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=10, good=3, defective=5)
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.holdout_fraction": 0.2})
+    edit_params(
+        project,
+        **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+    )
     run_stages(project, "extract", "coreset")
     return project
 

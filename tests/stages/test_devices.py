@@ -18,7 +18,12 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU wh
 @pytest.fixture(scope="module")
 def half(sample_root, tmp_path_factory):
     """A Lite0 model whose features were computed under float16 autocast."""
-    return lite0_model(sample_root, tmp_path_factory.mktemp("half"), (6, 2, 3), **{"extract.precision": "float16", "coreset.holdout_fraction": 0.2})
+    return lite0_model(
+        sample_root,
+        tmp_path_factory.mktemp("half"),
+        (6, 2, 3),
+        **{"extract.precision": "float16", "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+    )
 
 
 def test_precision_and_devices_are_recorded_in_every_output(half):

@@ -56,6 +56,7 @@ def project(sample_root, tmp_path_factory) -> Project:
             "run.categories": ["widget"],
             "run.backbones": [B0, B1],
             "coreset.holdout_fraction": 0.25,
+            "coreset.holdout_folds": 0,
             "evaluate.bootstrap": 20,
         }
     )

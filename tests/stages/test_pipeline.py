@@ -18,7 +18,9 @@ def pipeline(sample_root, tmp_path_factory):
 
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     small_copy(sample_root, project / "data" / "sample" / "hazelnut_toy")
-    edit_params(project, **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.ratio": 0.25})
+    changes = {"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.ratio": 0.25}
+    # the single held-out split (the k-fold default is tested in test_cold_start)
+    edit_params(project, **changes, **{"coreset.holdout_fraction": 0.1, "coreset.holdout_folds": 0})
     run_stages(project, "extract", "coreset", "evaluate")
     result = run_cli("summarize", cwd=project)
     assert result.returncode == 0, result.stderr

@@ -34,7 +34,12 @@ def models(sample_root, tmp_path_factory):
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=6, good=2, defective=3)
     edit_params(
         project,
-        **{"run.categories": ["hazelnut_toy"], "run.backbones": ["efficientnet_lite0", "efficientnet_lite1"], "coreset.holdout_fraction": 0.2},
+        **{
+            "run.categories": ["hazelnut_toy"],
+            "run.backbones": ["efficientnet_lite0", "efficientnet_lite1"],
+            "coreset.holdout_fraction": 0.2,
+            "coreset.holdout_folds": 0,
+        },
     )
     for backbone in ("efficientnet_lite0", "efficientnet_lite1"):
         run_stages(project, "extract", "coreset", "evaluate", backbone=backbone)

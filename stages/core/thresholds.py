@@ -1,0 +1,101 @@
+"""Decision thresholds and what they mean on a test set (pure array code).
+
+Image threshold: a quantile of held-out good images' scores (no labels), the F1-maximising
+threshold on labelled test images (anomalib's adaptive threshold), or a fixed value. An
+image whose score is at or above the threshold is anomalous.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import binom, binomtest
+from sklearn.metrics import precision_recall_curve
+
+LEVEL = 0.95
+FEW_SCORES = 20  # below this a quantile threshold is in effect one of the few largest scores
+
+
+def quantile_interval(scores: np.ndarray, q: float, level: float = LEVEL) -> tuple[float | None, float | None, str | None]:
+    """A distribution-free interval for the q-quantile of the distribution ``scores`` were drawn from.
+
+    The order statistics X_(l) <= X_(u) with P(Bin(n, q) >= l) >= 1 - a/2 and P(Bin(n, q) <= u - 1)
+    >= 1 - a/2 (a = 1 - level), so the interval covers the true quantile with at least ``level``
+    probability whatever the distribution. An end that no order statistic reaches is None, and the
+    third value says why (e.g. the 0.99 quantile needs 368 scores before it can be bounded above).
+    """
+    x = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(x)
+    tail = (1.0 - level) / 2
+    if n == 0:
+        return None, None, "no held-out scores"
+    j = np.arange(1, n + 1)
+    lower_ok = np.flatnonzero(binom.sf(j - 1, n, q) >= 1 - tail)  # P(Bin >= j)
+    upper_ok = np.flatnonzero(binom.cdf(j - 1, n, q) >= 1 - tail)  # P(Bin <= j - 1)
+    lo = float(x[lower_ok[-1]]) if len(lower_ok) else None
+    hi = float(x[upper_ok[0]]) if len(upper_ok) else None
+    notes = []
+    if hi is None:
+        needed = math.ceil(math.log(tail) / math.log(q)) if q < 1 else math.inf
+        notes.append(f"no upper end: {n} scores cannot bound the {q:g} quantile from above at {level:.0%} (that needs {needed})")
+    if lo is None:
+        needed = math.ceil(math.log(tail) / math.log(1 - q)) if q > 0 else math.inf
+        notes.append(f"no lower end: {n} scores cannot bound the {q:g} quantile from below at {level:.0%} (that needs {needed})")
+    return lo, hi, "; ".join(notes) or None
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The threshold with the highest F1 on labelled images (ties: the lowest such threshold), and that F1.
+
+    As anomalib's F1AdaptiveThreshold: the precision-recall curve's thresholds are the distinct
+    scores; F1 = 2PR / (P + R).
+    """
+    precision, recall, candidates = precision_recall_curve(np.asarray(labels, dtype=np.int8), np.asarray(scores, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
+    best = int(np.argmax(f1))
+    return float(candidates[best]), float(f1[best])
+
+
+def rate_interval(hits: int, n: int, level: float = LEVEL) -> list[float]:
+    """Clopper-Pearson (exact binomial) interval of a rate observed as hits out of n."""
+    ci = binomtest(hits, n).proportion_ci(confidence_level=level, method="exact")
+    return [round(float(ci.low), 6), round(float(ci.high), 6)]
+
+
+def at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[dict, dict]:
+    """Precision, recall, F1 and the false-reject rate of good images at ``threshold``, and a reason for each null."""
+    labels = np.asarray(labels)
+    flagged = np.asarray(scores) >= threshold
+    good, bad = labels == 0, labels == 1
+    tp, fp = int((flagged & bad).sum()), int((flagged & good).sum())
+    out: dict = {"good_test_images": int(good.sum()), "defective_test_images": int(bad.sum())}
+    reasons: dict[str, str] = {}
+    if bad.any():
+        recall = tp / int(bad.sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        out["recall"] = round(recall, 6)
+        out["precision"] = round(precision, 6)
+        out["f1"] = round(2 * precision * recall / (precision + recall), 6) if precision + recall else 0.0
+    else:
+        for key in ("recall", "precision", "f1"):
+            out[key] = None
+            reasons[key] = "no defective test images: recall, precision and F1 need some"
+    if good.any():
+        out["false_reject_rate"] = round(fp / int(good.sum()), 6)
+        out["false_reject_ci95"] = rate_interval(fp, int(good.sum()))
+    else:
+        out["false_reject_rate"] = out["false_reject_ci95"] = None
+        reasons["false_reject_rate"] = reasons["false_reject_ci95"] = "no good test images: the false-reject rate needs some"
+    return out, reasons
+
+
+def normalised(scores: np.ndarray, threshold: float, low: float, high: float) -> np.ndarray:
+    """Scores mapped to [0, 1] with 0.5 at the threshold: (s - t) / (high - low) + 0.5, clamped.
+
+    anomalib's min-max normalisation, ``low`` and ``high`` being the held-out good images'
+    lowest and highest scores, so a score that far above the threshold reads 1.
+    """
+    span = max(float(high) - float(low), 1e-12)
+    return np.clip((np.asarray(scores, dtype=np.float64) - threshold) / span + 0.5, 0.0, 1.0)
