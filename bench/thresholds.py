@@ -74,7 +74,9 @@ def main() -> None:
     parser.add_argument("--fixed", type=float, default=30.0, help="the value of the fixed threshold")
     args = parser.parse_args()
     print(f"{args.category} x {args.backbone}; data and weights as in {args.project / 'params.yaml'}")
-    print("| held-out scores | method | threshold | scores it came from | precision | recall | F1 | false-reject rate [95% CI] | image AUROC |")
+    print(
+        "| held-out scores | method | threshold [95% CI] | scores it came from | precision | recall | F1 | false-reject rate [95% CI] | image AUROC |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows(args.project.resolve(), args.category, args.backbone, args.fixed):
         frr = (
@@ -83,8 +85,10 @@ def main() -> None:
             else f"{r['false_reject_rate']:.3f} [{r['false_reject_ci95'][0]:.3f}, {r['false_reject_ci95'][1]:.3f}]"
         )
         scores = "test labels" if r["method"] == "f1_max" else ("params.yaml" if r["method"] == "fixed" else str(r["scores_from"]))
+        ends = ["open" if v is None else f"{v:.3f}" for v in r.get("threshold_ci95", [])]
+        threshold = f"{r['threshold']:.3f}" + (f" [{ends[0]}, {ends[1]}]" if ends else "")
         print(
-            f"| {r['holdout']} | {r['method']} | {r['threshold']:.3f} | {scores} | {r['precision']} | {r['recall']} | {r['f1']} | {frr} | {r['image_auroc']} |"
+            f"| {r['holdout']} | {r['method']} | {threshold} | {scores} | {r['precision']} | {r['recall']} | {r['f1']} | {frr} | {r['image_auroc']} |"
         )
 
 

@@ -55,6 +55,34 @@ def _select(points, settings: CoresetSettings, device: torch.device, label: str)
         return torch_kcenter.greedy_kcenter(points, n_pick, start, device, bar.update)
 
 
+def _projected(patches, images: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device):
+    """The images' rows projected for the selection, and the device that will select (a small bank stays on the CPU)."""
+
+    def blocks():
+        # contiguous row ranges of the images, read in bounded slices (no copies)
+        for start, stop in h5io.image_runs(images, per_image):
+            for a in range(start, stop, READ_ROWS):
+                yield patches[a : min(stop, a + READ_ROWS)]
+
+    matrix = projection_matrix(patches.shape[1], settings.projection_dim, settings.seed)
+    if not torch_kcenter.on_device(device, len(images) * per_image):
+        return project(blocks(), matrix), CPU
+    return torch_kcenter.project(blocks(), matrix, device), device
+
+
+def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device) -> list[np.ndarray]:
+    """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio.
+
+    ``points`` holds every image's projected rows (k-fold keeps no image out of the deployed bank).
+    """
+    n_folds = int(folds.max()) + 1
+    banks = []
+    for k in range(n_folds):
+        rows = _rows(np.flatnonzero(folds != k), per_image)
+        banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
+    return banks
+
+
 def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
     """The bank, and the held-out good images evaluate scores for label-free thresholds.
 
@@ -65,58 +93,38 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
     device = devices.resolve(settings.device, "coreset.device")
     with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
-        n, d = patches.shape
+        n = patches.shape[0]
         n_images = f["labels"].shape[0]
         per_image = n // n_images
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_image)
-
-        def blocks():
-            # contiguous row ranges of the bank images, read in bounded slices (no copies)
-            for start, stop in h5io.image_runs(bank_images, per_image):
-                for a in range(start, stop, READ_ROWS):
-                    yield patches[a : min(stop, a + READ_ROWS)]
-
-        matrix = projection_matrix(d, settings.projection_dim, settings.seed)
-        points: np.ndarray | torch.Tensor
-        if not torch_kcenter.on_device(device, len(kept_rows)):
-            device = CPU
-            points = project(blocks(), matrix)
-        else:
-            points = torch_kcenter.project(blocks(), matrix, device)
+        points, device = _projected(patches, bank_images, per_image, settings, device)
         order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
         folds = seeded_folds(n_images, settings.holdout_folds, settings.seed) if settings.holdout_folds else np.full(n_images, -1)
-        fold_rows = []
-        # the bank images are every image here (holdout_fraction is 0), so kept_rows indexes points directly
-        for k in range(int(folds.max()) + 1):
-            others = np.flatnonzero(folds != k)
-            picks = _select(points[_rows(others, per_image)], settings, device, f"fold {k + 1}/{folds.max() + 1}")
-            fold_rows.append(np.sort(_rows(others, per_image)[picks]))
+        fold_rows = _fold_banks(points, folds, per_image, settings, device)
         bank = h5io.take_rows(patches, order)
         attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
+    arrays = {"bank": bank, "indices": order, "holdout_images": held, "image_folds": folds.astype(np.int64)}
+    # fold k's bank: the train.h5 rows fold_rows[fold_starts[k]:fold_starts[k + 1]]
+    arrays["fold_rows"] = np.concatenate(fold_rows) if fold_rows else np.zeros(0, dtype=np.int64)
+    arrays["fold_starts"] = np.cumsum([0] + [len(r) for r in fold_rows]).astype(np.int64)
+    attrs.update(
+        {
+            "coreset_ratio": settings.ratio,
+            "projection_dim": settings.projection_dim,
+            "seed": settings.seed,
+            "train_patches": len(kept_rows),
+            "holdout_fraction": settings.holdout_fraction,
+            "holdout_folds": len(fold_rows),
+            "coreset_device": devices.describe(device),  # the one that selected (a small bank stays on the CPU)
+        }
+    )
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as g:
-            h5io.write_array(g, "bank", bank)
-            h5io.write_array(g, "indices", order)
-            h5io.write_array(g, "holdout_images", held)
-            # fold k's bank: the train.h5 rows fold_rows[fold_starts[k]:fold_starts[k + 1]]
-            h5io.write_array(g, "image_folds", folds.astype(np.int64))
-            h5io.write_array(g, "fold_rows", np.concatenate(fold_rows) if fold_rows else np.zeros(0, dtype=np.int64))
-            h5io.write_array(g, "fold_starts", np.cumsum([0] + [len(r) for r in fold_rows]).astype(np.int64))
-            h5io.set_attrs(
-                g,
-                {
-                    **attrs,
-                    "coreset_ratio": settings.ratio,
-                    "projection_dim": settings.projection_dim,
-                    "seed": settings.seed,
-                    "train_patches": len(kept_rows),
-                    "holdout_fraction": settings.holdout_fraction,
-                    "holdout_folds": int(folds.max()) + 1,
-                    "coreset_device": devices.describe(device),  # the one that selected (a small bank stays on the CPU)
-                },
-            )
+            for name, values in arrays.items():
+                h5io.write_array(g, name, values)
+            h5io.set_attrs(g, attrs)
     return {
         "bank_size": int(len(order)),
         "train_patches": int(len(kept_rows)),

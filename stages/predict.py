@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .config import Params
 from .core import devices
-from .core.regions import find_regions, to_original
+from .core.regions import decide
 from .core.thresholds import normalised
 from .datasets.images import crop_box, image_transform, load_rgb, network_view
 from .datasets.layout import is_image_file
@@ -22,7 +21,7 @@ from .engines import settings as engine_settings
 from .engines.feature_workers import PredictWorker
 from .engines.settings import EngineSettings
 from .errors import UsageError
-from .store import figures
+from .store import decisions, figures
 from .store.atomic import atomic_path
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 
@@ -85,40 +84,25 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
             yield torch.stack([x for _, x, _, _ in group])
 
 
-def _record(path: Path, score: float, card: ModelCard, model_dir: Path, device: str) -> dict:
+def _record(path: Path, name: str, score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard, out_dir: Path, maps: str) -> dict:
+    """One image's JSON line; its mask (and with ``maps``, its raw map) at the original size written beside it."""
+    width, height = size
+    entry, omap, mask = decide(score, amap, crop_box(card.backbone, (height, width)), (height, width), card.threshold, card.pixel_threshold)
     threshold, span = card.threshold, card.score_range
-    normal = None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6)
-    return {
+    record = {
         "image": str(path),
-        "score": round(float(score), 6),
-        "normalised_score": normal,
+        **entry,
+        "normalised_score": None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6),
         "threshold": threshold,
-        "verdict": None if threshold is None else ("anomalous" if score >= threshold else "good"),
-        "model": str(model_dir),
-        "weights": card.weights,
-        "device": device,
+        "size": [width, height],
     }
-
-
-def _pixels(record: dict, name: str, picture_size: tuple[int, int], amap: np.ndarray, card: ModelCard, out_dir: Path, maps: str) -> None:
-    """The anomaly map in the original image's pixels: its regions, mask PNG and (``maps``) the raw floats."""
-    width, height = picture_size
-    omap = to_original(amap, crop_box(card.backbone, (height, width)), (height, width))
-    record["size"] = [width, height]
-    if card.pixel_threshold is not None:
-        mask, record["regions"] = find_regions(omap, card.pixel_threshold)
+    if mask is not None:
         record["mask"] = str(out_dir / "masks" / f"{name}.png")
-        with atomic_path(Path(record["mask"]), ".png") as tmp:
-            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="png")
-    if maps == "npy":
-        record["map"] = str(out_dir / "maps" / f"{name}.npy")
-        with atomic_path(Path(record["map"]), ".npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, omap)
-    elif maps == "tiff":
-        record["map"] = str(out_dir / "maps" / f"{name}.tiff")
-        with atomic_path(Path(record["map"]), ".tiff") as tmp:
-            Image.fromarray(omap, mode="F").save(tmp, format="tiff")
+        decisions.mask_png(Path(record["mask"]), mask)
+    if maps != "none":
+        record["map"] = str(out_dir / "maps" / f"{name}.{maps}")
+        decisions.raw_map(Path(record["map"]), omap, maps)
+    return record
 
 
 def run(
@@ -151,10 +135,9 @@ def run(
         for scores, amaps in scorer.map("predict", shards):
             for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
                 name = f"{len(records):05d}_{path.stem}"
-                record = _record(path, score, card, model_dir, device)
-                record["heatmap"] = str(heat_dir / f"{name}.png")
+                record = _record(path, name, score, amap, size, card, Path(out_dir), maps)
+                record.update({"heatmap": str(heat_dir / f"{name}.png"), "model": str(model_dir), "weights": card.weights, "device": device})
                 figures.save_overlay(Path(record["heatmap"]), picture, amap, card.heat_scale)
-                _pixels(record, name, size, amap, card, Path(out_dir), maps)
                 records.append(record)
     with atomic_path(Path(out_dir) / "predictions.jsonl", ".jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))

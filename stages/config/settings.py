@@ -6,14 +6,10 @@ Validators raise ValueError with the message the user sees (config.loader adds t
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -23,64 +19,20 @@ from pydantic import (
 
 from ..errors import UsageError
 from .names import Name
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _number(value: object) -> float:
-    # pydantic would turn true into 1.0; a switch where a number belongs is a mistake
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _within(low: float, high: float, low_open: bool, high_open: bool, hint: str = ""):
-    """A range check whose message spells the interval as the user would, e.g. (0, 1]."""
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-    def check(value: float) -> float:
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (above and below):
-            raise ValueError(f"must be in {interval}, got {value!r}{'; ' + hint if hint else ''}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _at_least(low: int):
-    def check(value: int) -> int:
-        if value < low:
-            raise ValueError(f"must be an integer >= {low}, got {value!r}")
-        return value
-
-    return AfterValidator(check)
-
-
-Real = Annotated[float, BeforeValidator(_number)]
-Positive = Annotated[StrictInt, _at_least(1)]
-NonNegative = Annotated[StrictInt, _at_least(0)]
-Share = Annotated[Real, _within(0, 1, True, False, "e.g. 0.25 trains on a quarter of train/good")]
-HoldoutShare = Annotated[Real, _within(0, 1, False, True, "0 disables the threshold")]
-Ratio = Annotated[Real, _within(0, 1, True, False, "e.g. 0.1 keeps 10% of the patches")]
-Probability = Annotated[Real, _within(0, 1, True, False)]
-NonNegativeReal = Annotated[Real, _within(0, math.inf, False, True)]
-
-
-def _device_name(value: str) -> str:
-    head, colon, index = value.partition(":")
-    if value in ("auto", "cpu", "cuda") or (head == "cuda" and colon and index.isdigit()):
-        return value
-    raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
-
-
-# auto: CUDA where torch sees a GPU, else the CPU (resolved when the stage runs: core.devices)
-Device = Annotated[StrictStr, AfterValidator(_device_name)]
-Precision = Literal["float32", "bfloat16", "float16"]
+from .types import (
+    Device,
+    HoldoutShare,
+    NonNegative,
+    NonNegativeReal,
+    Positive,
+    PositiveFinite,
+    Precision,
+    Probability,
+    Ratio,
+    Real,
+    Section,
+    Share,
+)
 
 
 class RunSelection(Section):
@@ -201,12 +153,6 @@ class CoresetSettings(Section):
 ThresholdMethod = Literal["holdout_quantile", "f1_max", "fixed"]
 
 
-def _positive_finite(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be a positive number (a patch distance), got {value!r}")
-    return value
-
-
 class ThresholdSettings(Section):
     """How the image decision threshold is chosen (evaluate.threshold).
 
@@ -219,7 +165,7 @@ class ThresholdSettings(Section):
 
     method: ThresholdMethod = "holdout_quantile"
     quantile: Probability = 0.99
-    value: Annotated[Real, AfterValidator(_positive_finite)] | None = None
+    value: PositiveFinite | None = None
     pixel_quantile: Probability = 0.99
 
     @model_validator(mode="after")

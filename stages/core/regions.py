@@ -69,3 +69,19 @@ def find_regions(omap: np.ndarray, threshold: float) -> tuple[np.ndarray, list[d
         )
     regions.sort(key=lambda g: (-g["max_score"], g["y"], g["x"]))
     return mask, regions
+
+
+def verdict(score: float, threshold: float | None) -> str | None:
+    """anomalous at or above the threshold, else good; None without a threshold."""
+    return None if threshold is None else ("anomalous" if score >= threshold else "good")
+
+
+def decide(score: float, amap: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int], threshold, pixel_threshold):
+    """One image's decision, the same for evaluate and predict: its verdict and (with a pixel threshold)
+    its regions, plus its map at the original (height, width) ``size`` and its mask (None without)."""
+    omap = to_original(amap, box, size)
+    entry: dict = {"score": round(float(score), 6), "verdict": verdict(score, threshold)}
+    mask = None
+    if pixel_threshold is not None:
+        mask, entry["regions"] = find_regions(omap, pixel_threshold)
+    return entry, omap, mask

@@ -99,3 +99,55 @@ def normalised(scores: np.ndarray, threshold: float, low: float, high: float) ->
     """
     span = max(float(high) - float(low), 1e-12)
     return np.clip((np.asarray(scores, dtype=np.float64) - threshold) / span + 0.5, 0.0, 1.0)
+
+
+def choose(method: str, quantile: float, value: float | None, held: np.ndarray, held_from: str, labels: np.ndarray, scores: np.ndarray):
+    """The image threshold by ``method`` as a record (how it was chosen, from how many scores) and a
+    reason for each null in it; (None, reasons) when a label-free threshold has no held-out score.
+
+    ``held``: the held-out good images' scores (``held_from`` says how they were held out);
+    ``labels``/``scores``: the test set's, which only f1_max looks at. Raises ValueError when
+    f1_max has no defective image to look at.
+    """
+    if method == "fixed":
+        assert value is not None  # the settings require it
+        return {"method": "fixed", "threshold": round(value, 6), "chosen_on": "params.yaml evaluate.threshold.value", "scores_from": 0}, {}
+    if method == "f1_max":
+        if not (np.asarray(labels) == 1).any():
+            raise ValueError("f1_max needs defective test images, and this category has none")
+        best, _ = f1_max(labels, scores)
+        chosen = "the labelled test set (F1-maximising, as anomalib's adaptive threshold): its test metrics are optimistic"
+        return {"method": "f1_max", "threshold": round(best, 6), "chosen_on": chosen, "scores_from": int(len(labels))}, {}
+    if not len(held):
+        return None, {
+            "threshold_metrics": "no held-out good images (coreset.holdout_folds and holdout_fraction are 0, or one training image): no label-free threshold"
+        }
+    lo, hi, note = quantile_interval(held, quantile)
+    record = {
+        "method": "holdout_quantile",
+        "threshold": round(float(np.quantile(held, quantile)), 6),
+        "chosen_on": f"{len(held)} good training images scored out of the bank ({held_from})",
+        "scores_from": int(len(held)),
+        "quantile": quantile,
+        "threshold_ci95": [None if lo is None else round(lo, 6), None if hi is None else round(hi, 6)],
+    }
+    if len(held) < FEW_SCORES:
+        record["warning"] = (
+            f"the threshold comes from only {len(held)} scores (fewer than {FEW_SCORES}): the {quantile:g} quantile "
+            "is in effect one of the few largest; use coreset.holdout_folds to score every training image"
+        )
+    return record, ({"threshold_metrics.threshold_ci95": note} if note else {})
+
+
+def pixel_threshold(map_max: np.ndarray, quantile: float, connectivity: int):
+    """The label-free pixel threshold: the ``quantile`` of held-out good images' highest map values, so that
+    share of good images shows no defect region; (None, reason) without held-out images."""
+    if not len(map_max):
+        return None, {"pixel_threshold": "no held-out good images: no label-free pixel threshold, so no regions"}
+    return {
+        "threshold": round(float(np.quantile(map_max, quantile)), 6),
+        "quantile": quantile,
+        "of": "the highest anomaly-map value of each held-out good image",
+        "scores_from": int(len(map_max)),
+        "connectivity": connectivity,
+    }, {}

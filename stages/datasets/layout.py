@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 GOOD = "good"
 PROVENANCE = "provenance.json"  # where the download stage's copy came from (beside train/ and test/)
 _JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+
+
+def read_provenance(root: Path) -> dict:
+    """Where a category's images came from, as the download stage recorded it; a folder made by other
+    means says that its source is unknown."""
+    path = Path(root) / PROVENANCE
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return {"source": None, "location": str(root)}
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc.__class__.__name__}); rebuild the data with 'dvc repro -f -s download'") from None
 
 
 def is_data_name(name: str) -> bool:

@@ -30,4 +30,4 @@ def test_threshold_bench_prints_every_method_before_and_after(sample_root, tmp_p
     assert len(rows) == 6
     assert "| before (10% split) | holdout_quantile | " in rows[0] and "| 1 |" in rows[0]  # 10% of 10 images
     assert "| after (5-fold) | holdout_quantile | " in rows[3] and "| 10 |" in rows[3]  # every training image
-    assert "| 5.000 | params.yaml |" in rows[2] and "test labels" in rows[1]
+    assert "| 5.000 | params.yaml |" in rows[2] and "[" in rows[0].split("|")[3] and "test labels" in rows[1]

@@ -94,9 +94,13 @@ def test_torch_projection_and_selection_pick_what_the_cpu_stage_picks(device):
     on_cpu = greedy_kcenter(project(blocks, matrix), 500, start, progress=False)
     projected = torch_kcenter.project(blocks, matrix, device)
     assert projected.dtype == torch.float32 and projected.shape == (5000, 128)
-    # the projection's float32 sums may differ in the last bit from numpy's; on this bank no
-    # pick is that close to a tie (bench/README.md shows a real bank where two picks swap)
-    assert np.array_equal(torch_kcenter.greedy_kcenter(projected, 500, start, device), on_cpu)
+    # the projection's float32 sums differ from numpy's in the last bits (by CPU: on an AMD EPYC
+    # two near-tied picks of this bank swap places, as on the real bank in bench/README.md), so
+    # the projection is checked to rounding, the selection exactly on the same points, and the
+    # selection from torch's own projection as a set
+    assert np.allclose(projected.cpu().numpy(), project(blocks, matrix), rtol=0, atol=1e-5 * np.abs(project(blocks, matrix)).max())
+    assert np.array_equal(torch_kcenter.greedy_kcenter(project(blocks, matrix), 500, start, device), on_cpu)
+    assert set(torch_kcenter.greedy_kcenter(projected, 500, start, device).tolist()) == set(on_cpu.tolist())
 
 
 def test_torch_kcenter_refuses_what_the_cpu_code_refuses():

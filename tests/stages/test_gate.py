@@ -51,3 +51,45 @@ def test_github_workflow_is_valid(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
     assert lint(broken).returncode != 0  # the linter does catch a wrong key
+
+
+def test_gate_fails_when_a_committed_number_becomes_null_and_passes_a_null_that_stays():
+    base = {"dataset": "x", "b": {"good_only": {"image_auroc": None, "aupro": None}, "c": {"image_auroc": 0.9}}}
+    nulled = {
+        "dataset": "x",
+        "b": {"good_only": {"image_auroc": None, "aupro": None}, "c": {"image_auroc": None, "null_reasons": {"image_auroc": "no good test images"}}},
+    }
+    assert gate(base, base, 0.002) == []  # the good-only category's nulls stay null: nothing to keep
+    assert gate(nulled, base, 0.002) == ["b.c.image_auroc: committed 0.9, now null (no good test images)"]
+    # a null that becomes a number is new information, not a regression
+    assert gate({"dataset": "x", "b": {"good_only": {"image_auroc": 0.8, "aupro": None}, "c": {"image_auroc": 0.9}}}, base, 0.002) == []
+
+
+def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
+    from stages.core.tables import summarize
+
+    common = {"weights": "w", "features": {"patchsize": 3, "border": "zeros", "layer_weighting": "equal", "layer_dim": 8}}
+    good_only = {
+        **common,
+        "image_auroc": None,
+        "pixel_auroc": None,
+        "aupro": None,
+        "threshold_metrics": {"f1": None, "false_reject_rate": 0.0},
+        "null_reasons": {
+            "image_auroc": "no defective test images",
+            "pixel_auroc": "no masks",
+            "aupro": "no masks",
+            "threshold_metrics.f1": "no defects",
+        },
+    }
+    labelled = {**common, "image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.7, "threshold_metrics": {"f1": 0.5, "false_reject_rate": 0.1}}
+    summary = summarize("d", {"b": {"g": good_only, "l": labelled}})["b"]
+    assert summary["mean"] == {"image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.7}
+    assert summary["g"]["image_auroc"] is None and summary["g"]["false_reject_rate"] == 0.0
+    assert summary["g"]["null_reasons"] == {
+        "image_auroc": "no defective test images",
+        "pixel_auroc": "no masks",
+        "aupro": "no masks",
+        "f1_at_threshold": "no defects",
+    }
+    assert "null_reasons" not in summary["l"]

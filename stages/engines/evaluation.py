@@ -1,0 +1,134 @@
+"""Scoring a model folder's held-out and test images, shard by shard on the chosen engine.
+
+The evaluate stage's heavy part: every image's score and anomaly map against the deployed
+bank, and each held-out good training image's against a bank that never saw it (its fold's
+coreset of the other folds, or the deployed bank for a single held-out split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from ..config import EvaluateSettings
+from ..store import h5io
+from ..store.model_folder import ModelFolder
+from . import ray_pool as engines
+from .score_worker import ScoreWorker
+from .settings import EngineSettings
+
+
+def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str):
+    """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time."""
+    h, w = (int(v) for v in f.attrs["grid"])
+    per_image = h * w
+    step = max(1, settings.query_batch // per_image)
+    if scorer.size > 1:
+        # enough shards for every worker; a shard's size cannot change a score (see core.scoring)
+        step = max(1, min(step, -(-len(images) // (4 * scorer.size))))
+    scores = np.zeros(len(images), dtype=np.float64)
+    maps = np.zeros((len(images), size, size), dtype=np.float32)
+    starts = range(0, len(images), step)
+    shards = (
+        (h5io.read_images(f["patches"], images[i : i + step], per_image), (h, w), settings.reweight_neighbours, size, settings.blur_sigma)
+        for i in starts
+    )
+    results = scorer.map("score", shards)
+    for first, (s, m) in tqdm(zip(starts, results), total=len(starts), desc=desc, unit="batch", disable=len(images) == 0):
+        scores[first : first + len(s)], maps[first : first + len(s)] = s, m
+    return scores, maps
+
+
+@dataclass
+class Scored:
+    """The test set as scored: what the metrics, pictures and model card are computed from."""
+
+    held_scores: np.ndarray  # image scores of good training images scored out of the bank (folds or split)
+    held_map_max: np.ndarray  # the highest value of each of their anomaly maps
+    calibration: dict  # how those images were held out
+    scores: np.ndarray
+    maps: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    masks: list[str]
+    defects: list[str]
+    sizes: np.ndarray  # (n, 2) original height, width of each test image
+    attrs: dict
+    bank_attrs: dict
+    search: dict
+    bank_size: int
+    device: str
+
+
+FEATURES = ("patches", "labels", "paths", "masks", "defects", "sizes")
+BANK = ("bank", "holdout_images", "image_folds", "fold_rows", "fold_starts")
+
+
+def _held_out(
+    folder: ModelFolder, b: dict, settings: EvaluateSettings, size: int, engine: EngineSettings, scorer
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Scores and map maxima of the good training images that the scoring bank never saw.
+
+    k-fold: each fold's images against the coreset of the other folds (its rows of train.h5);
+    split: the held-out images against the deployed bank (``scorer``).
+    """
+    folds, held = b["image_folds"], b["holdout_images"]
+    n_folds = int(folds.max()) + 1 if len(folds) else 0
+    calibration = {"train_images": int(len(folds)), "holdout_fraction": float(b["attrs"]["holdout_fraction"]), "folds": n_folds}
+    with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
+        if not n_folds:
+            scores, maps = _score_rows(f, held, scorer, settings, size, "score held-out")
+            method = "split" if len(held) else "none"
+            return (
+                scores,
+                maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0),
+                {**calibration, "method": method, "holdout_images": int(len(held))},
+            )
+        scores, peaks = np.zeros(len(folds)), np.zeros(len(folds))
+        for k in range(n_folds):
+            images = np.flatnonzero(folds == k)
+            fold_bank = h5io.take_rows(f["patches"], b["fold_rows"][b["fold_starts"][k] : b["fold_starts"][k + 1]])
+            with engines.pool(ScoreWorker, (fold_bank, settings.approximate_above, settings.device, "evaluate.device"), engine) as fold_scorer:
+                s, m = _score_rows(f, images, fold_scorer, settings, size, f"score fold {k + 1}/{n_folds}")
+            scores[images], peaks[images] = s, m.reshape(len(m), -1).max(axis=1)
+    return scores, peaks, {**calibration, "method": f"{n_folds}-fold", "holdout_images": int(len(folds))}
+
+
+def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: EngineSettings | None = None) -> Scored:
+    engine = engine or EngineSettings()
+    if settings.faiss_threads:
+        faiss.omp_set_num_threads(settings.faiss_threads)
+    with h5io.reading(folder.bank, folder.rebuild(folder.bank), datasets=BANK) as f:
+        b = {k: f[k][()] for k in BANK} | {"attrs": dict(f.attrs)}
+    # the CPU searches with faiss, a GPU with torch (exact on both; see core.scoring)
+    with engines.pool(ScoreWorker, (b["bank"], settings.approximate_above, settings.device, "evaluate.device"), engine) as scorer:
+        search, bank_size, device = scorer.first("search")
+        held_scores, held_peaks, calibration = _held_out(folder, b, settings, size, engine, scorer)
+        with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
+            n = f["labels"].shape[0]
+            scores, maps = _score_rows(f, np.arange(n), scorer, settings, size, "score test")
+            if search["index"].startswith("approximate") and n:
+                # recall of the approximate index on (up to) 20,000 test patches spread over the set
+                rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))
+                search["recall_at_1"] = round(next(scorer.map("recall_at_1", [(f["patches"][rows],)])), 6)
+            return Scored(
+                held_scores,
+                held_peaks,
+                calibration,
+                scores,
+                maps,
+                f["labels"][()],
+                h5io.read_strings(f["paths"]),
+                h5io.read_strings(f["masks"]),
+                h5io.read_strings(f["defects"]),
+                f["sizes"][()],
+                dict(f.attrs),
+                b["attrs"],
+                search,
+                bank_size,
+                device,
+            )
