@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import backbones as bb
 from .config import Params
-from .datasets.layout import list_split
+from .datasets.layout import is_data_name, list_split
 from .datasets.sources import MVTEC
 from .errors import UsageError
 
@@ -16,7 +16,8 @@ def classes(data: Path) -> str:
     for name, c in MVTEC.items():
         lines.append(f"  {name:<11} {c.train_good:>4} {c.test_good:>4} {c.test_defective:>4} {c.defect_types:>2}")
     lines.append(f"local categories under {data}/:")
-    roots = sorted(p for p in data.glob("*/*") if (p / "train").is_dir())
+    # a killed download's temporary folder (.<category>.<pid>.*.tmp) is not a category
+    roots = sorted(p for p in data.glob("*/*") if is_data_name(p.name) and is_data_name(p.parent.name) and (p / "train").is_dir())
     for root in roots:
         try:
             train, test = list_split(root, "train"), list_split(root, "test")

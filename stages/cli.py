@@ -135,8 +135,12 @@ def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+MAX_MESSAGE = 1000  # characters: a line a person reads, whatever value a message quotes
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    line = " ".join(message.split())  # one line, whatever a quoted value held
+    typer.echo(f"error: {line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + '...'}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # after a failed HDF5 write the library would retry the write at interpreter exit and

@@ -24,8 +24,8 @@ WRITE_FIXES = {
     errno.EACCES: "fix the folder's permissions, then run again",
     errno.EPERM: "fix the folder's permissions, then run again",
 }
-# mkstemp's temporaries are ".<name>.<8 random chars><suffix>.tmp" beside the output
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.(tmp|old)$")
+# the temporaries are ".<name>.<pid>.<8 random chars><suffix>.tmp" beside the output (store.atomic)
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(\d+\.)?[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.(tmp|old)$")
 _H5_FILENAME = re.compile(r"filename = '([^']+)'")
 
 

@@ -215,7 +215,8 @@ def main(params: Params, category: str, backbone: str) -> str:
     folder = ModelFolder.of(dataset, category, backbone)
     folder.require((folder.train, folder.test, folder.bank), "run the extract and coreset stages first (dvc repro)")
     data_root = paths.data_dir(dataset, category)
-    check_features(folder, fingerprint(bb, "", params.aggregation.describe(bb.layer_dim or bb.target_dim), (0, 0), params.extract.precision))
+    described = params.aggregation.describe(bb.layer_dim or bb.target_dim)
+    check_features(folder, fingerprint(bb, "", described, (0, 0), params.extract.precision, dataset, category))
     scored = score(folder, bb.crop, settings, engine_settings.from_env())
     pixel = pixel_metrics(scored, data_root, bb, settings)
     rule = settings.threshold

@@ -107,7 +107,9 @@ def run(
                 "extract_device": used,
                 "precision": extract.precision,
                 "aggregation": features.attribute(),
-                "fingerprint": fingerprint_attr(fingerprint(settings, loaded.weights, features.describe(), (grid[0], grid[1]), extract.precision)),
+                "fingerprint": fingerprint_attr(
+                    fingerprint(settings, loaded.weights, features.describe(), grid[:2], extract.precision, meta["dataset"], meta["category"])
+                ),
             }
             write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs)
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -15,14 +17,14 @@ from .core import devices
 from .core.regions import decide
 from .core.thresholds import normalised
 from .datasets.images import crop_box, image_transform, load_rgb, network_view
-from .datasets.layout import is_image_file
+from .datasets.layout import check_regular, is_image_file
 from .engines import ray_pool as engines
 from .engines import settings as engine_settings
 from .engines.feature_workers import PredictWorker
 from .engines.settings import EngineSettings
 from .errors import UsageError
 from .store import decisions, figures
-from .store.atomic import atomic_path
+from .store.atomic import atomic_dir, atomic_path
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 
 BATCH = 8
@@ -39,6 +41,8 @@ def load_model(model_dir: Path) -> tuple[ModelCard, np.ndarray]:
         card.aggregation.describe(settings.layer_dim or settings.target_dim),
         card.fingerprint.get("grid", (0, 0)),
         card.precision,
+        card.dataset,
+        card.category,
     )
     compare(described, f"{folder.card} (its settings)", card.fingerprint, f"{folder.card} (its fingerprint)")
     compare(card.fingerprint, str(folder.card), folder.features_fingerprint(folder.bank), str(folder.bank))
@@ -75,8 +79,11 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
         group = []
         for path in images[first : first + BATCH]:
             try:
+                check_regular(path, "skipped")
                 image = load_rgb(path)
                 group.append((path, transform(image), view(image), image.size))
+            except UsageError as exc:
+                failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
             except Exception as exc:  # one bad file must not stop the others
                 failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
         if group:
@@ -84,8 +91,12 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
             yield torch.stack([x for _, x, _, _ in group])
 
 
-def _record(path: Path, name: str, score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard, out_dir: Path, maps: str) -> dict:
-    """One image's JSON line; its mask (and with ``maps``, its raw map) at the original size written beside it."""
+PICTURES = ("heatmaps", "masks", "maps")  # the folders of one run under --out, swapped in whole when it ends
+
+
+def _record(path: Path, name: str, score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard, out: Path, write: dict, maps: str) -> dict:
+    """One image's JSON line naming its files under ``out``; its mask (and with ``maps``, its raw map) at the
+    original size are written into ``write``, the run's temporary folders."""
     width, height = size
     entry, omap, mask = decide(score, amap, crop_box(card.backbone, (height, width)), (height, width), card.threshold, card.pixel_threshold)
     threshold, span = card.threshold, card.score_range
@@ -95,14 +106,29 @@ def _record(path: Path, name: str, score: float, amap: np.ndarray, size: tuple[i
         "normalised_score": None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6),
         "threshold": threshold,
         "size": [width, height],
+        "heatmap": str(out / "heatmaps" / f"{name}.png"),
     }
     if mask is not None:
-        record["mask"] = str(out_dir / "masks" / f"{name}.png")
-        decisions.mask_png(Path(record["mask"]), mask)
+        record["mask"] = str(out / "masks" / f"{name}.png")
+        decisions.mask_png(write["masks"] / f"{name}.png", mask)
     if maps != "none":
-        record["map"] = str(out_dir / "maps" / f"{name}.{maps}")
-        decisions.raw_map(Path(record["map"]), omap, maps)
+        record["map"] = str(out / "maps" / f"{name}.{maps}")
+        decisions.raw_map(write["maps"] / f"{name}.{maps}", omap, maps)
     return record
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One predict at a time per --out folder: a second one would overwrite the first's pictures."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; name a folder for predictions.jsonl and the pictures")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".predict.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"--out {out}: another patchcore predict is writing there; wait for it to end or choose another --out") from None
+        yield
 
 
 def run(
@@ -113,15 +139,21 @@ def run(
     engine: EngineSettings | None = None,
     maps: str = "none",
 ) -> tuple[list[dict], list[str]]:
-    """Score ``items`` with the model folder's own settings (params.yaml plays no part)."""
+    """Score ``items`` with the model folder's own settings (params.yaml plays no part).
+
+    The run's pictures go to temporary folders that replace heatmaps/, masks/ and maps/ when it
+    ends, then predictions.jsonl: every line points at this run's pictures, never an older run's.
+    """
     devices.resolve(device_name, "--device")  # a GPU asked for where there is none fails before any work
     card, bank = load_model(model_dir)
     settings = card.backbone
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
+    out = Path(out_dir)
     args = (settings, card.aggregation, card.precision, card.channels_last, bank, card.approximate_above, device_name, torch.get_num_threads())
-    with engines.pool(PredictWorker, args, engine or EngineSettings()) as scorer:
+    with _exclusive(out), contextlib.ExitStack() as folders, engines.pool(PredictWorker, args, engine or EngineSettings()) as scorer:
+        write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
         weights, device = scorer.first("identity")
         if weights != card.weights:
             raise UsageError(
@@ -131,16 +163,16 @@ def run(
         decoded: deque = deque()  # the groups sent and not yet scored: their paths, pictures and original sizes
         shards = ((stack, card.reweight_neighbours, settings.crop, card.blur_sigma) for stack in _groups(images, settings, decoded, failures))
         records: list[dict] = []
-        heat_dir = Path(out_dir) / "heatmaps"
         for scores, amaps in scorer.map("predict", shards):
             for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
                 name = f"{len(records):05d}_{path.stem}"
-                record = _record(path, name, score, amap, size, card, Path(out_dir), maps)
-                record.update({"heatmap": str(heat_dir / f"{name}.png"), "model": str(model_dir), "weights": card.weights, "device": device})
-                figures.save_overlay(Path(record["heatmap"]), picture, amap, card.heat_scale)
+                record = _record(path, name, score, amap, size, card, out, write, maps)
+                record.update({"model": str(model_dir), "weights": card.weights, "device": device})
+                figures.save_overlay(write["heatmaps"] / f"{name}.png", picture, amap, card.heat_scale)
                 records.append(record)
-    with atomic_path(Path(out_dir) / "predictions.jsonl", ".jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        folders.close()  # the pictures in place first, then the lines that point at them
+        with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     return records, failures
 
 

@@ -16,12 +16,67 @@ DEFAULT_PARAMS = Path("params.yaml")
 M = TypeVar("M", bound=BaseModel)
 
 
+# A params.yaml is a few hundred values; aliases that expand a document past this are a YAML bomb
+MAX_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` becomes once every alias is expanded (shared nodes counted each time)."""
+    if id(node) not in memo:
+        memo[id(node)] = 0  # a recursive alias counts as nothing more, and ends the recursion
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        memo[id(node)] = min(MAX_NODES + 1, 1 + sum(_expanded_size(c, memo) for c in children))
+    return memo[id(node)]
+
+
+def _strict_yaml(text: str, path: Path) -> object:
+    """safe_load, refusing what DVC refuses (a key given twice in one mapping) and alias bombs."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise UsageError(f"{path}: its aliases expand to more than {MAX_NODES} values; write the values out instead of nesting aliases")
+        for mapping in _mappings(node, set()):
+            seen: dict[object, int] = {}
+            for key, _ in mapping.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise UsageError(
+                            f"{path}: key '{key.value[:80]}' appears twice in one mapping (lines {seen[key.value]} and {key.start_mark.line + 1}); keep one"
+                        )
+                    seen[key.value] = key.start_mark.line + 1
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _mappings(node: yaml.Node, done: set[int]):
+    if id(node) in done:
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        yield node
+        for pair in node.value:
+            for child in pair:
+                yield from _mappings(child, done)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            yield from _mappings(child, done)
+
+
 def read_yaml(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: params file not found; run from the project root or pass --params PATH")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _strict_yaml(path.read_text(), path)
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -84,5 +139,5 @@ def describe(model: type[BaseModel], exc: ValidationError, where: str) -> str:
         return f"{where}: {message}"
     if kind in ("value_error", "assertion_error"):
         return f"{where}: '{dotted}' {message}" if message.startswith("must") else f"{where}: '{dotted}': {message}"
-    got = error.get("input")
-    return f"{where}: '{dotted}': {message.lower()}, got {got!r}"
+    got = repr(error.get("input"))
+    return f"{where}: '{dotted}': {message.lower()}, got {got if len(got) <= 80 else got[:77] + '...'}"

@@ -20,10 +20,10 @@ from pydantic import (
 from ..errors import UsageError
 from .names import Name
 from .types import (
+    BlurSigma,
     Device,
     HoldoutShare,
     NonNegative,
-    NonNegativeReal,
     Positive,
     PositiveFinite,
     Precision,
@@ -178,7 +178,7 @@ class ThresholdSettings(Section):
 
 
 class EvaluateSettings(Section):
-    blur_sigma: NonNegativeReal  # Gaussian smoothing of the map, input pixels
+    blur_sigma: BlurSigma  # Gaussian smoothing of the map, input pixels
     query_batch: Positive
     reweight_neighbours: NonNegative  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
     threshold: ThresholdSettings = ThresholdSettings()

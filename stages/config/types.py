@@ -76,3 +76,6 @@ def _positive_finite(value: float) -> float:
 
 
 PositiveFinite = Annotated[Real, AfterValidator(_positive_finite)]
+# Gaussian smoothing of the map in input pixels: beyond 64 px (a quarter of a 256 px input) it
+# averages the whole map away, and scipy's kernel (4 sigma each side) outgrows any input
+BlurSigma = Annotated[Real, _within(0, 64, False, False, "4 is the paper's; 0 turns smoothing off")]

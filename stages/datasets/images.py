@@ -12,6 +12,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import BackboneSettings
+from ..errors import UsageError
 
 
 def _geometry(settings: BackboneSettings) -> list:
@@ -79,7 +80,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: Path) -> Image.Image:
+    """An image as RGB, refused past MAX_PIXELS like every data set's images (a decompression bomb)."""
     with Image.open(path) as image:
+        if image.width * image.height > MAX_PIXELS:
+            raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?)")
         return to_rgb(image)
 
 

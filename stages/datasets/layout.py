@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,31 @@ def read_provenance(root: Path) -> dict:
         return {"source": None, "location": str(root)}
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable ({exc.__class__.__name__}); rebuild the data with 'dvc repro -f -s download'") from None
+
+
+def check_regular(path: Path, fix: str) -> None:
+    """The one rule for links and special files: a symbolic link is followed to what it points at, which
+    must be a regular file; FIFOs, devices and sockets are never opened (a FIFO would hang the read, a
+    link to /dev/zero fill the disk); a broken or looping link is named in one line."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UsageError(f"{path}: a broken symbolic link (to {os.readlink(path)}); {fix}") from None
+        raise UsageError(f"{path}: not found; {fix}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: a symbolic link that cannot be followed ({exc.strerror}); {fix}") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a folder"
+        )
+        raise UsageError(f"{path}: {kind}, not a regular file; {fix}")
 
 
 def is_data_name(name: str) -> bool:

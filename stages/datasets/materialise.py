@@ -21,7 +21,7 @@ from ..store.atomic import atomic_dir, write_json
 from . import archive, fetch, sources
 from .fetch import file_sha256
 from .images import MAX_PIXELS
-from .layout import PROVENANCE, is_data_name, validate_category
+from .layout import PROVENANCE, check_regular, is_data_name, validate_category
 
 
 def cache_dir() -> Path:
@@ -62,10 +62,14 @@ def _copy_into(folder: Path, tmp: Path) -> None:
     # A plain walk rather than shutil.copytree, which would fold a full disk into a generic error.
     for top, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if is_data_name(d))
+        for d in dirs:  # a linked folder could loop or lead anywhere: copy it in instead
+            if os.path.islink(Path(top) / d):
+                raise UsageError(f"{Path(top) / d}: a symbolic link to a folder; put the folder itself there (links to files are followed)")
         out = tmp / Path(top).relative_to(folder)
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
             if is_data_name(name):
+                check_regular(Path(top) / name, "remove it, or put the image file itself there")
                 shutil.copy2(Path(top) / name, out / name)
 
 

@@ -8,6 +8,7 @@ coreset of the other folds, or the deployed bank for a single held-out split).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import h5py
@@ -22,8 +23,9 @@ from .score_worker import ScoreWorker
 from .settings import EngineSettings
 
 
-def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str):
-    """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time."""
+def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str, fix: str):
+    """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time;
+    a shard with a NaN or infinite feature is refused (``fix`` says how to rebuild the file)."""
     h, w = (int(v) for v in f.attrs["grid"])
     per_image = h * w
     step = max(1, settings.query_batch // per_image)
@@ -34,7 +36,13 @@ def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSett
     maps = np.zeros((len(images), size, size), dtype=np.float32)
     starts = range(0, len(images), step)
     shards = (
-        (h5io.read_images(f["patches"], images[i : i + step], per_image), (h, w), settings.reweight_neighbours, size, settings.blur_sigma)
+        (
+            h5io.check_rows(h5io.read_images(f["patches"], images[i : i + step], per_image), Path(f.filename), "patches", fix),
+            (h, w),
+            settings.reweight_neighbours,
+            size,
+            settings.blur_sigma,
+        )
         for i in starts
     )
     results = scorer.map("score", shards)
@@ -81,7 +89,7 @@ def _held_out(
     calibration = {"train_images": int(len(folds)), "holdout_fraction": float(b["attrs"]["holdout_fraction"]), "folds": n_folds}
     with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
         if not n_folds:
-            scores, maps = _score_rows(f, held, scorer, settings, size, "score held-out")
+            scores, maps = _score_rows(f, held, scorer, settings, size, "score held-out", folder.rebuild(folder.train))
             method = "split" if len(held) else "none"
             return (
                 scores,
@@ -93,7 +101,7 @@ def _held_out(
             images = np.flatnonzero(folds == k)
             fold_bank = h5io.take_rows(f["patches"], b["fold_rows"][b["fold_starts"][k] : b["fold_starts"][k + 1]])
             with engines.pool(ScoreWorker, (fold_bank, settings.approximate_above, settings.device, "evaluate.device"), engine) as fold_scorer:
-                s, m = _score_rows(f, images, fold_scorer, settings, size, f"score fold {k + 1}/{n_folds}")
+                s, m = _score_rows(f, images, fold_scorer, settings, size, f"score fold {k + 1}/{n_folds}", folder.rebuild(folder.train))
             scores[images], peaks[images] = s, m.reshape(len(m), -1).max(axis=1)
     return scores, peaks, {**calibration, "method": f"{n_folds}-fold", "holdout_images": int(len(folds))}
 
@@ -104,13 +112,14 @@ def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: En
         faiss.omp_set_num_threads(settings.faiss_threads)
     with h5io.reading(folder.bank, folder.rebuild(folder.bank), datasets=BANK) as f:
         b = {k: f[k][()] for k in BANK} | {"attrs": dict(f.attrs)}
+    h5io.check_rows(b["bank"], folder.bank, "bank", folder.rebuild(folder.bank))
     # the CPU searches with faiss, a GPU with torch (exact on both; see core.scoring)
     with engines.pool(ScoreWorker, (b["bank"], settings.approximate_above, settings.device, "evaluate.device"), engine) as scorer:
         search, bank_size, device = scorer.first("search")
         held_scores, held_peaks, calibration = _held_out(folder, b, settings, size, engine, scorer)
         with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
             n = f["labels"].shape[0]
-            scores, maps = _score_rows(f, np.arange(n), scorer, settings, size, "score test")
+            scores, maps = _score_rows(f, np.arange(n), scorer, settings, size, "score test", folder.rebuild(folder.test))
             if search["index"].startswith("approximate") and n:
                 # recall of the approximate index on (up to) 20,000 test patches spread over the set
                 rows = np.unique(np.linspace(0, f["patches"].shape[0] - 1, min(20000, f["patches"].shape[0])).astype(np.int64))

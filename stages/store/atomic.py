@@ -37,6 +37,43 @@ def _remove_empty(folders: list[Path]) -> None:
             return  # not empty (another output landed there meanwhile) or gone
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def sweep(target: Path) -> None:
+    """Remove the temporaries that a killed run left beside ``target`` (SIGKILL runs no cleanup).
+
+    A temporary's name carries the pid of the run that made it; one whose run is gone is
+    removed, one of a live run (another predict writing elsewhere in the folder) is kept. Names
+    without a pid come from versions before this one and no run of this version owns them.
+    """
+    prefix = f".{target.name}."
+    if not target.parent.is_dir():
+        return
+    for leftover in target.parent.iterdir():
+        name = leftover.name
+        if not (name.startswith(prefix) and name.endswith((".tmp", ".old"))):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
@@ -47,7 +84,8 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     created = _make_parents(target.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    sweep(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -66,13 +104,14 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; it replaces ``target`` (whole) on success."""
     target = Path(target)
     created = _make_parents(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if target.exists():
             # Rename the old copy away first so the swap leaves no moment with a mixed folder.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
             os.replace(target, old / "x")
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -80,6 +80,37 @@ def take_rows(dataset: h5py.Dataset, rows: np.ndarray, block: int = 32768) -> np
     return np.concatenate(parts) if parts else np.zeros((0, *dataset.shape[1:]), dtype=dataset.dtype)
 
 
+def stored_elsewhere(f: h5py.File, name: str) -> str | None:
+    """What a dataset really is when its bytes do not live in this file (None when they do).
+
+    A model folder may come from anyone: an external link, external raw storage or a virtual
+    dataset would make reading it read another file of this machine (/etc/passwd as bank rows).
+    This project writes none of them, so each is refused.
+    """
+    link = f.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        return f"an external link to {link.filename}"
+    if isinstance(link, h5py.SoftLink):
+        return f"a link to {link.path}"
+    node = f[name]
+    if not isinstance(node, h5py.Dataset):
+        return "a group"
+    if node.is_virtual:
+        return "a virtual dataset"
+    if node.external:
+        return "stored in external files"
+    return None
+
+
+def check_rows(rows: np.ndarray, path: Path, name: str, fix: str) -> np.ndarray:
+    """Feature rows that can be scored: some, and every value finite (a NaN row would call every image good)."""
+    if rows.ndim != 2 or rows.shape[0] == 0:
+        raise UsageError(f"{path}: '{name}' holds no rows; {fix}")
+    if not np.isfinite(rows).all():
+        raise UsageError(f"{path}: '{name}' holds NaN or infinite values; {fix}")
+    return rows
+
+
 @contextlib.contextmanager
 def reading(path: Path, fix: str, datasets: tuple[str, ...] = (), attrs: tuple[str, ...] = ()) -> Iterator[h5py.File]:
     """Open an intermediate for reading; a missing, truncated or foreign file is one line naming it and ``fix``."""
@@ -91,6 +122,11 @@ def reading(path: Path, fix: str, datasets: tuple[str, ...] = (), attrs: tuple[s
             missing = [d for d in datasets if d not in f] + [f"attribute {a}" for a in attrs if a not in f.attrs]
             if missing:
                 raise UsageError(f"{path}: not a file this stage can read (no {', '.join(missing)}); {fix}")
+            for name in datasets:
+                if (elsewhere := stored_elsewhere(f, name)) is not None:
+                    raise UsageError(
+                        f"{path}: dataset '{name}' is {elsewhere}, not data stored in the file itself; refused (it could read any file); {fix}"
+                    )
             yield f
     except (OSError, KeyError, ValueError) as exc:
         first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]

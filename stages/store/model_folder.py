@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import StrictBool, StrictStr, model_validator
 
 from ..config import AggregationSettings, BackboneSettings, validate
-from ..config.settings import Precision, Section
+from ..config.settings import ThresholdMethod
+from ..config.types import BlurSigma, NonNegative, NonNegativeReal, PositiveFinite, Precision, Section
 from ..errors import UsageError
 from . import h5io, paths
 from .atomic import write_json
@@ -30,25 +31,35 @@ class ModelCard(Section):
     dataset: StrictStr
     category: StrictStr
     data: dict = {}  # where the training images came from (the download stage's provenance)
-    threshold: float | None  # None when no training image was held out
-    threshold_method: StrictStr = "holdout_quantile"  # evaluate.threshold.method that chose it
-    score_range: tuple[float, float] | None = None  # held-out good images' lowest and highest scores: normalised_score
-    pixel_threshold: float | None = None  # map value at and above which a pixel is defective (label-free)
+    # A model folder travels (a colleague's, a registry's): every number is checked as params.yaml's are,
+    # since NaN, infinite or negative thresholds and scales would silently call every image good or bad.
+    threshold: PositiveFinite | None  # None when no training image was held out
+    threshold_method: ThresholdMethod = "holdout_quantile"  # evaluate.threshold.method that chose it
+    score_range: tuple[NonNegativeReal, NonNegativeReal] | None = None  # held-out good images' lowest and highest scores
+    pixel_threshold: PositiveFinite | None = None  # map value at and above which a pixel is defective (label-free)
     connectivity: Literal[8] = 8  # defect regions are 8-connected
-    reweight_neighbours: StrictInt
-    blur_sigma: float
-    heat_scale: StrictFloat
-    approximate_above: StrictInt
+    reweight_neighbours: NonNegative
+    blur_sigma: BlurSigma
+    heat_scale: PositiveFinite
+    approximate_above: NonNegative
     channels_last: StrictBool  # predict must compute exactly as extract did
     precision: Precision = "float32"  # likewise; cards written before precision existed were float32
     fingerprint: dict  # the features' identity; bank.h5 carries the same (see fingerprint())
 
+    @model_validator(mode="after")
+    def _ordered_range(self) -> ModelCard:
+        if self.score_range is not None and self.score_range[0] > self.score_range[1]:
+            raise ValueError(f"'score_range' must be [lowest, highest], got {list(self.score_range)}")
+        return self
 
-def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: tuple[int, int], precision: str) -> dict:
+
+def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: tuple[int, int], precision: str, dataset: str, category: str) -> dict:
     """Everything that makes two patch features comparable: the network, its weights, the
     input geometry, the layers and how they are aggregated, the precision of the forward pass,
-    the feature width and the grid. The device is not in it: a GPU's features differ from the
-    CPU's only by rounding, and a bank built on one may score images on the other."""
+    the feature width and the grid; and which data set and category they describe, so that a
+    bank of another category of the same backbone is not taken for this one's. The device is
+    not in it: a GPU's features differ from the CPU's only by rounding, and a bank built on one
+    may score images on the other."""
     return {
         "backbone": settings.name,
         "arch": settings.arch,
@@ -63,6 +74,8 @@ def fingerprint(settings: BackboneSettings, weights: str, features: dict, grid: 
         "features": features,
         "grid": [int(grid[0]), int(grid[1])],
         "precision": precision,
+        "dataset": dataset,
+        "category": category,
     }
 
 
@@ -141,8 +154,9 @@ class ModelFolder:
 
     def read_bank(self, target_dim: int) -> np.ndarray:
         self.require((self.bank,), "MODEL is a folder written by 'dvc repro', e.g. features/<dataset>/<category>/<backbone>")
-        with h5io.reading(self.bank, f"corrupted memory bank: {self.rebuild(self.bank)}", datasets=("bank",)) as f:
-            bank = f["bank"][()]
+        fix = f"corrupted memory bank: {self.rebuild(self.bank)}"
+        with h5io.reading(self.bank, fix, datasets=("bank",)) as f:
+            bank = h5io.check_rows(f["bank"][()], self.bank, "bank", fix)
         if bank.ndim != 2 or bank.shape[1] != target_dim:
             raise UsageError(f"{self.bank}: bank of {bank.shape} does not fit the model's {target_dim}-dim features; rerun 'dvc repro'")
         return bank
