@@ -47,12 +47,12 @@ def pixel_metrics(s: Scored, data_root: Path, backbone: BackboneSettings, settin
     n = len(s.labels)
     pixel_rows = np.array([i for i in range(n) if s.labels[i] == 0 or s.masks[i]], dtype=np.int64)
     masks = [load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone) for i in pixel_rows]
-    counts = None
-    if masks and np.any(masks):
+    counts = pix = pro = None
+    if masks and np.any(masks):  # a good-only category has no defect pixel to measure
         pixel_masks, pixel_maps = np.stack(masks), s.maps[pixel_rows]
         counts = count_pixels(pixel_masks, pixel_maps)
-    pix = pixel_auroc(np.stack(masks), s.maps[pixel_rows]) if counts is not None else None
-    pro = aupro(counts.neg.sum(0), region_shares(counts.regions), settings.max_fpr) if counts is not None else None
+        pix = pixel_auroc(pixel_masks, pixel_maps)
+        pro = aupro(counts.neg.sum(0), region_shares(counts.regions), settings.max_fpr)
     both = records.no_auroc(s.labels) is None
     intervals = (
         bootstrap(s.labels, s.scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr) if settings.bootstrap and both else {}
