@@ -79,11 +79,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_pixels(image: Image.Image, path: Path, fix: str) -> None:
+    """Refuse an opened (not yet decoded) image past MAX_PIXELS: a decompression bomb, for data sets and predict alike."""
+    if image.width * image.height > MAX_PIXELS:
+        raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); {fix}")
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """An image as RGB, refused past MAX_PIXELS like every data set's images (a decompression bomb)."""
+    """An image as RGB, refused past MAX_PIXELS like every data set's images."""
     with Image.open(path) as image:
-        if image.width * image.height > MAX_PIXELS:
-            raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?)")
+        check_pixels(image, path, "resize it")
         return to_rgb(image)
 
 

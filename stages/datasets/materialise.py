@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..store.atomic import atomic_dir, write_json
 from . import archive, fetch, sources
 from .fetch import file_sha256
-from .images import MAX_PIXELS
+from .images import check_pixels
 from .layout import PROVENANCE, check_regular, is_data_name, validate_category
 
 
@@ -35,10 +35,7 @@ def decode_fully(path: Path) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
             with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise UsageError(
-                        f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); remove it or resize it"
-                    )
+                check_pixels(image, path, "remove it or resize it")
                 image.load()
                 return image.size
     except UsageError:
