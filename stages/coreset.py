@@ -71,12 +71,13 @@ def _projected(patches, images: np.ndarray, per_image: int, settings: CoresetSet
 
 
 def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device) -> list[np.ndarray]:
-    """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio.
+    """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio;
+    one entry per fold, none when ``folds`` holds none (-1 everywhere).
 
     ``points`` holds every image's projected rows (k-fold keeps no image out of the deployed bank).
     """
     n_folds = int(folds.max()) + 1
-    banks = []
+    banks: list[np.ndarray] = []
     for k in range(n_folds):
         rows = _rows(np.flatnonzero(folds != k), per_image)
         banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
@@ -129,7 +130,7 @@ def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuil
         "bank_size": int(len(order)),
         "train_patches": int(len(kept_rows)),
         "holdout_images": int(len(held)) or int((folds >= 0).sum()),
-        "folds": int(folds.max()) + 1,
+        "folds": len(fold_rows),
         "device": devices.describe(device),
     }
 

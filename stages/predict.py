@@ -138,8 +138,8 @@ def run(
     device_name: str = "auto",
     engine: EngineSettings | None = None,
     maps: str = "none",
-) -> tuple[list[dict], list[str]]:
-    """Score ``items`` with the model folder's own settings (params.yaml plays no part).
+) -> tuple[list[dict], list[str], ModelCard]:
+    """Score ``items`` with the model folder's own settings (params.yaml plays no part); also return that model card.
 
     The run's pictures go to temporary folders that replace heatmaps/, masks/ and maps/ when it
     ends, then predictions.jsonl: every line points at this run's pictures, never an older run's.
@@ -173,12 +173,12 @@ def run(
         folders.close()  # the pictures in place first, then the lines that point at them
         with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-    return records, failures
+    return records, failures, card
 
 
 def main(
     model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device: str = "auto", maps: str = "none"
 ) -> tuple[list[str], list[str], str]:
-    records, failures = run(model_dir, items, out_dir, device, engine_settings.from_env(), maps)
-    note = settings_note(ModelFolder(Path(model_dir)).read_card(), model_dir, params)
+    records, failures, card = run(model_dir, items, out_dir, device, engine_settings.from_env(), maps)
+    note = settings_note(card, model_dir, params)
     return [json.dumps(r, sort_keys=True) for r in records], failures, note

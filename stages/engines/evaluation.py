@@ -76,6 +76,11 @@ FEATURES = ("patches", "labels", "paths", "masks", "defects", "sizes")
 BANK = ("bank", "holdout_images", "image_folds", "fold_rows", "fold_starts")
 
 
+def _peaks(maps: np.ndarray) -> np.ndarray:
+    """The highest value of each anomaly map: what the pixel threshold is a quantile of."""
+    return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
+
+
 def _held_out(
     folder: ModelFolder, b: dict, settings: EvaluateSettings, size: int, engine: EngineSettings, scorer
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -91,18 +96,14 @@ def _held_out(
         if not n_folds:
             scores, maps = _score_rows(f, held, scorer, settings, size, "score held-out", folder.rebuild(folder.train))
             method = "split" if len(held) else "none"
-            return (
-                scores,
-                maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0),
-                {**calibration, "method": method, "holdout_images": int(len(held))},
-            )
+            return scores, _peaks(maps), {**calibration, "method": method, "holdout_images": int(len(held))}
         scores, peaks = np.zeros(len(folds)), np.zeros(len(folds))
         for k in range(n_folds):
             images = np.flatnonzero(folds == k)
             fold_bank = h5io.take_rows(f["patches"], b["fold_rows"][b["fold_starts"][k] : b["fold_starts"][k + 1]])
             with engines.pool(ScoreWorker, (fold_bank, settings.approximate_above, settings.device, "evaluate.device"), engine) as fold_scorer:
                 s, m = _score_rows(f, images, fold_scorer, settings, size, f"score fold {k + 1}/{n_folds}", folder.rebuild(folder.train))
-            scores[images], peaks[images] = s, m.reshape(len(m), -1).max(axis=1)
+            scores[images], peaks[images] = s, _peaks(m)
     return scores, peaks, {**calibration, "method": f"{n_folds}-fold", "holdout_images": int(len(folds))}
 
 
