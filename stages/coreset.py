@@ -27,6 +27,7 @@ from .errors import UsageError
 from .store import h5io
 from .store.atomic import atomic_path
 from .store.model_folder import ModelFolder
+from .store.output_set import output_set
 
 CPU = torch.device("cpu")
 READ_ROWS = 32768  # rows per HDF5 read: 128 MiB at 1024 dims, whatever the image size
@@ -85,6 +86,12 @@ def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSett
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
+    """Build the bank into ``out``, reserved before the work starts (a folder that cannot be written fails first)."""
+    with output_set([out]):
+        return _build(train_h5, out, settings, fix)
+
+
+def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> dict:
     """The bank, and the held-out good images evaluate scores for label-free thresholds.
 
     With ``holdout_folds`` the bank is built from every training image, and each fold's

@@ -30,6 +30,7 @@ from .errors import UsageError
 from .store import decisions, figures, paths
 from .store.atomic import atomic_path, write_json
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
+from .store.output_set import output_set
 
 
 def check_features(folder: ModelFolder, expected: dict) -> None:
@@ -217,28 +218,30 @@ def main(params: Params, category: str, backbone: str) -> str:
     data_root = paths.data_dir(dataset, category)
     described = params.aggregation.describe(bb.layer_dim or bb.target_dim)
     check_features(folder, fingerprint(bb, "", described, (0, 0), params.extract.precision, dataset, category))
-    scored = score(folder, bb.crop, settings, engine_settings.from_env())
-    pixel = pixel_metrics(scored, data_root, bb, settings)
-    rule = settings.threshold
-    try:
-        chosen, reasons = thresholds.choose(
-            rule.method, rule.quantile, rule.value, scored.held_scores, scored.calibration["method"], scored.labels, scored.scores
-        )
-    except ValueError as exc:
-        raise UsageError(f"params.yaml: 'evaluate.threshold.method' {exc}; use holdout_quantile (no labels needed) or fixed") from None
-    pixel_rule, pixel_reasons = thresholds.pixel_threshold(scored.held_map_max, rule.pixel_quantile, CONNECTIVITY)
-    record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), {**reasons, **pixel_reasons})
-    threshold = None if chosen is None else chosen["threshold"]
-    pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
-    title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
-    plots = paths.plots_dir(dataset, category, backbone)
-    write_plots(plots, title, scored, pixel, data_root, bb, record, threshold)
-    why = {"threshold": record["null_reasons"].get("threshold_metrics"), "pixel_threshold": record["null_reasons"].get("pixel_threshold")}
-    levels = {"threshold": threshold, "pixel_threshold": pixel_threshold, "connectivity": CONNECTIVITY}
-    decisions.write_decisions(plots, decided(scored, bb, threshold, pixel_threshold), len(scored.paths), levels, why)
-    folder.write_card(model_card(scored, record, bb, settings))
     out = paths.metrics_file(dataset, category, backbone)
-    write_json(out, record)
+    files, folders = paths.evaluate_outputs(dataset, category, backbone)
+    with output_set(files, folders):  # every output reserved now, all put in place together at the end
+        scored = score(folder, bb.crop, settings, engine_settings.from_env())
+        pixel = pixel_metrics(scored, data_root, bb, settings)
+        rule = settings.threshold
+        try:
+            chosen, reasons = thresholds.choose(
+                rule.method, rule.quantile, rule.value, scored.held_scores, scored.calibration["method"], scored.labels, scored.scores
+            )
+        except ValueError as exc:
+            raise UsageError(f"params.yaml: 'evaluate.threshold.method' {exc}; use holdout_quantile (no labels needed) or fixed") from None
+        pixel_rule, pixel_reasons = thresholds.pixel_threshold(scored.held_map_max, rule.pixel_quantile, CONNECTIVITY)
+        record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), {**reasons, **pixel_reasons})
+        threshold = None if chosen is None else chosen["threshold"]
+        pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
+        title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
+        plots = paths.plots_dir(dataset, category, backbone)
+        write_plots(plots, title, scored, pixel, data_root, bb, record, threshold)
+        why = {"threshold": record["null_reasons"].get("threshold_metrics"), "pixel_threshold": record["null_reasons"].get("pixel_threshold")}
+        levels = {"threshold": threshold, "pixel_threshold": pixel_threshold, "connectivity": CONNECTIVITY}
+        decisions.write_decisions(plots, decided(scored, bb, threshold, pixel_threshold), len(scored.paths), levels, why)
+        folder.write_card(model_card(scored, record, bb, settings))
+        write_json(out, record)
     lines = [
         f"{dataset}/{category} x {backbone}: image AUROC {record['image_auroc']}, pixel AUROC {record['pixel_auroc']}, AUPRO {record['aupro']} -> {out}"
     ]

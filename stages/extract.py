@@ -22,6 +22,7 @@ from .errors import UsageError
 from .store import h5io, paths
 from .store.atomic import atomic_path
 from .store.model_folder import ModelFolder, fingerprint, fingerprint_attr
+from .store.output_set import output_set
 
 
 def write_split(out: Path, samples: list[Sample], grid: tuple[int, int, int], batches: Iterator, attrs: dict) -> None:
@@ -89,6 +90,8 @@ def run(
     grid = (*geometry(settings).grid, settings.target_dim)
     engine = engine or EngineSettings()
     with contextlib.ExitStack() as stack:
+        # both splits reserved before any forward pass, put in place together after the last
+        stack.enter_context(output_set([Path(out_dir) / f"{split}.h5" for split in splits]))
         if engine.engine == "local":
             device = devices.resolve(extract.device, "extract.device")
             bb.place(loaded.model, device, extract.channels_last)

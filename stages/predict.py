@@ -26,6 +26,7 @@ from .errors import UsageError
 from .store import decisions, figures
 from .store.atomic import atomic_dir, atomic_path
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
+from .store.output_set import output_set
 
 BATCH = 8
 
@@ -141,8 +142,8 @@ def run(
 ) -> tuple[list[dict], list[str], ModelCard]:
     """Score ``items`` with the model folder's own settings (params.yaml plays no part); also return that model card.
 
-    The run's pictures go to temporary folders that replace heatmaps/, masks/ and maps/ when it
-    ends, then predictions.jsonl: every line points at this run's pictures, never an older run's.
+    predictions.jsonl, heatmaps/, masks/ and maps/ are one output set (store.output_set): they
+    are replaced together when the run ends, so every line points at this run's pictures.
     """
     devices.resolve(device_name, "--device")  # a GPU asked for where there is none fails before any work
     card, bank = load_model(model_dir)
@@ -152,7 +153,8 @@ def run(
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
     out = Path(out_dir)
     args = (settings, card.aggregation, card.precision, card.channels_last, bank, card.approximate_above, device_name, torch.get_num_threads())
-    with _exclusive(out), contextlib.ExitStack() as folders, engines.pool(PredictWorker, args, engine or EngineSettings()) as scorer:
+    staged = output_set([out / "predictions.jsonl"], [out / name for name in PICTURES])
+    with _exclusive(out), staged, contextlib.ExitStack() as folders, engines.pool(PredictWorker, args, engine or EngineSettings()) as scorer:
         write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
         weights, device = scorer.first("identity")
         if weights != card.weights:
@@ -170,7 +172,6 @@ def run(
                 record.update({"model": str(model_dir), "weights": card.weights, "device": device})
                 figures.save_overlay(write["heatmaps"] / f"{name}.png", picture, amap, card.heat_scale)
                 records.append(record)
-        folders.close()  # the pictures in place first, then the lines that point at them
         with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     return records, failures, card

@@ -8,7 +8,22 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Protocol
+
+
+class Staging(Protocol):
+    def take(self, target: Path, folder: bool) -> Path | None: ...
+
+
+# the output set a stage has open (store.output_set): its outputs are written to the set's temporaries
+STAGING: ContextVar[Staging | None] = ContextVar("patchcore_staging", default=None)
+
+
+def _staged(target: Path, folder: bool) -> Path | None:
+    staging = STAGING.get()
+    return None if staging is None else staging.take(target, folder)
 
 
 def _umask() -> int:
@@ -78,11 +93,18 @@ def _prefix(target: Path) -> str:
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
 
+    Inside an open output set (store.output_set) the set's temporary is yielded instead and
+    the set renames it with the others.
+
     The temporary lives in the same folder so the final rename is atomic on one
     file system. On any error the temporary is removed and ``target`` is left as
     it was.
     """
     target = Path(target)
+    reserved = _staged(target, folder=False)
+    if reserved is not None:
+        yield reserved  # the set puts it in place with the others
+        return
     created = _make_parents(target.parent)
     sweep(target)
     fd, tmp_name = tempfile.mkstemp(prefix=_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
@@ -103,6 +125,10 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; it replaces ``target`` (whole) on success."""
     target = Path(target)
+    reserved = _staged(target, folder=True)
+    if reserved is not None:
+        yield reserved
+        return
     created = _make_parents(target.parent)
     sweep(target)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))

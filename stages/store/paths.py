@@ -38,4 +38,17 @@ def plots_dir(dataset: str, category: str, backbone: str) -> Path:
     return _under("plots", dataset, backbone, category)
 
 
+def extract_outputs(dataset: str, category: str, backbone: str) -> list[Path]:
+    """What extract writes (dvc.yaml's outs, checked by a test)."""
+    return [feature_dir(dataset, category, backbone) / f"{split}.h5" for split in ("train", "test")]
+
+
+def evaluate_outputs(dataset: str, category: str, backbone: str) -> tuple[list[Path], list[Path]]:
+    """What evaluate writes: files and folders (dvc.yaml's outs and plots, checked by a test)."""
+    plots = plots_dir(dataset, category, backbone)
+    files = [metrics_file(dataset, category, backbone), feature_dir(dataset, category, backbone) / "model.json"]
+    files += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "roc.png", "maps.png")]
+    return files, [plots / "masks"]
+
+
 SUMMARY = Path("metrics") / "summary.json"

@@ -1,0 +1,126 @@
+"""A stage's outputs change together or not at all, whatever ends the run and wherever it ends."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+from stages.errors import UsageError
+from stages.store.atomic import atomic_dir, atomic_path, write_json
+from stages.store.output_set import output_set
+
+
+def _outputs(root: Path) -> tuple[list[Path], list[Path]]:
+    """An evaluate-like set: files in two folders and a folder."""
+    return [root / "metrics/m.json", root / "features/model.json"], [root / "plots/masks"]
+
+
+def _write(files: list[Path], folders: list[Path], tag: str) -> None:
+    for path in files:
+        write_json(path, {"run": tag})
+    for folder in folders:
+        with atomic_dir(folder) as tmp:
+            with atomic_path(tmp / "a.txt") as inner:  # a file inside the folder's temporary: written in place
+                inner.write_text(tag)
+
+
+def _state(files: list[Path], folders: list[Path]) -> list[str]:
+    return [json.loads(p.read_text())["run"] for p in files] + [(f / "a.txt").read_text() for f in folders]
+
+
+def _hidden(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob(".*"))
+
+
+def test_a_failure_anywhere_in_the_run_leaves_the_old_set_and_no_temporaries(tmp_path):
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    with pytest.raises(OSError):
+        with output_set(files, folders):
+            write_json(files[0], {"run": "new"})  # one output done, then the run fails
+            raise OSError("disk full")
+    assert _state(files, folders) == ["old"] * 3 and _hidden(tmp_path) == []
+    with output_set(files, folders):
+        _write(files, folders, "new")
+    assert _state(files, folders) == ["new"] * 3 and _hidden(tmp_path) == []
+
+
+def test_every_output_is_reserved_before_the_work_starts(tmp_path):
+    files, folders = _outputs(tmp_path)
+    (tmp_path / "plots").write_text("a file where a folder belongs")
+    ran = []
+    with pytest.raises(UsageError, match="cannot write .*plots"):
+        with output_set(files, folders):
+            ran.append(True)
+    long_name = tmp_path / "metrics" / ("x" * 250 + ".json")  # a valid name whose temporary is too long
+    with pytest.raises(UsageError, match="cannot write .*xxx.json: File name too long"):
+        with output_set([long_name]):
+            ran.append(True)
+    assert ran == [] and not (tmp_path / "metrics").exists() and not (tmp_path / "features").exists()
+
+
+def test_writing_an_undeclared_output_is_a_bug_caught_at_once(tmp_path):
+    files, folders = _outputs(tmp_path)
+    with pytest.raises(RuntimeError, match="not one of the stage's declared outputs"):
+        with output_set(files, folders):
+            write_json(tmp_path / "metrics/other.json", {})
+    with pytest.raises(RuntimeError, match="not written"):
+        with output_set(files, folders):
+            write_json(files[0], {})
+    assert _hidden(tmp_path) == [] and not (tmp_path / "metrics/other.json").exists()
+
+
+KILLED_MID_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_output_set import _outputs, _write
+from stages.store import output_set as module
+files, folders = _outputs(Path(sys.argv[1]))
+real, done = module._put, []
+def put(tmp, target, folder):
+    if done:
+        os.kill(os.getpid(), signal.SIGKILL)  # after the first rename: the set is half in place
+    real(tmp, target, folder)
+    done.append(target)
+module._put = put
+with module.output_set(files, folders):
+    _write(files, folders, "new")
+"""
+
+
+def test_a_run_killed_between_its_renames_is_finished_by_the_next_run(tmp_path):
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    )
+    assert killed.returncode == -9
+    assert sorted(_state(files, folders)) == ["new", "old", "old"]  # what a kill mid-commit leaves, until the next run
+    # the next run of the stage finishes that commit before its own work, even one that then fails
+    with pytest.raises(OSError):
+        with output_set(files, folders):
+            assert _state(files, folders) == ["new"] * 3
+            raise OSError("the next run fails too")
+    assert _state(files, folders) == ["new"] * 3 and _hidden(tmp_path) == []
+
+
+def test_a_journal_naming_files_outside_the_set_moves_nothing(tmp_path):
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    planted = tmp_path / "metrics/.victim.txt.99999999.abcdefgh.tmp"
+    planted.write_text("planted")
+    entries = [{"tmp": planted.name, "target": "../victim.txt", "folder": False}]
+    (tmp_path / "metrics/.patchcore-commit.99999999.abcd.json").write_text(json.dumps({"entries": entries}))
+    with output_set(files, folders):
+        _write(files, folders, "new")
+    assert victim.read_text() == "keep" and _state(files, folders) == ["new"] * 3
