@@ -148,19 +148,27 @@ def _fail(message: str, code: int) -> NoReturn:
     os._exit(code)
 
 
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code of an error the user can act on; None for a bug (its traceback is shown)."""
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; no partial output was left behind", 130
+    if isinstance(exc, OSError):
+        message = write_error(exc)
+        return None if message is None else (message, 2)
+    return None
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
-    except UsageError as exc:
-        _fail(str(exc), 2)
-    except KeyboardInterrupt:
-        _fail("interrupted; no partial output was left behind", 130)
-    except OSError as exc:
-        message = write_error(exc)
-        if message is None:
+    except (UsageError, KeyboardInterrupt, OSError) as exc:
+        handled = failure(exc)
+        if handled is None:
             raise
-        _fail(message, 2)
+        _fail(*handled)
 
 
 if __name__ == "__main__":

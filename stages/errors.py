@@ -30,15 +30,18 @@ _H5_FILENAME = re.compile(r"filename = '([^']+)'")
 
 
 def output_name(path: str) -> str:
-    """The output a temporary stands for, so the message names a file the user knows."""
-    folder, name = os.path.split(path)
-    match = _TEMPORARY.match(name)
-    return os.path.join(folder, match.group("name")) if match else path
+    """The output a temporary stands for, so the message names a file the user knows (also a file inside a folder's temporary)."""
+    parts = []
+    for part in path.split(os.sep):
+        match = _TEMPORARY.match(part)
+        parts.append(match.group("name") if match else part)
+    return os.sep.join(parts)
 
 
 def write_error(exc: OSError) -> str | None:
     """One line for an OSError that a write raised, or None when it is not such an error."""
     if exc.errno not in WRITE_FIXES:
         return None
-    path = exc.filename or next(iter(_H5_FILENAME.findall(str(exc))), None) or "an output file"
+    # a copy that fails names its source first and the file it writes second (shutil, os.replace)
+    path = exc.filename2 or exc.filename or next(iter(_H5_FILENAME.findall(str(exc))), None) or "an output file"
     return f"cannot write {output_name(str(path))}: {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]}"

@@ -22,7 +22,7 @@ from .core.localization import (
 )
 from .core.metrics import bootstrap, image_auroc, pixel_auroc
 from .core.regions import CONNECTIVITY, decide, verdict
-from .datasets.images import crop_box, load_mask, load_rgb, network_view
+from .datasets.images import crop_box, load_mask, load_rgb, network_view, readable
 from .datasets.layout import PROVENANCE, read_provenance
 from .engines import settings as engine_settings
 from .engines.evaluation import Scored, score
@@ -47,7 +47,10 @@ def pixel_metrics(s: Scored, data_root: Path, backbone: BackboneSettings, settin
     """Pixel AUROC, AUPRO and bootstrap intervals; defective images without a mask are left out."""
     n = len(s.labels)
     pixel_rows = np.array([i for i in range(n) if s.labels[i] == 0 or s.masks[i]], dtype=np.int64)
-    masks = [load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone) for i in pixel_rows]
+    masks = []
+    for i in pixel_rows:
+        with readable(data_root / s.masks[i]):
+            masks.append(load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone))
     counts = pix = pro = None
     if masks and np.any(masks):  # a good-only category has no defect pixel to measure
         pixel_masks, pixel_maps = np.stack(masks), s.maps[pixel_rows]
@@ -117,7 +120,7 @@ def metrics_record(
         "calibration": s.calibration,
         "threshold_metrics": threshold_metrics,
         "pixel_threshold": pixel_rule,
-        "reweighting": {"on": settings.reweight_neighbours > 1, "neighbours": settings.reweight_neighbours},
+        "reweighting": s.reweighting,
         "search": s.search,
         "pixel_skipped_defect_types": sorted({s.defects[i] for i in range(len(s.labels)) if s.labels[i] == 1 and not s.masks[i]}),
         "test_images": int(len(s.labels)),
@@ -152,7 +155,7 @@ def model_card(s: Scored, record: dict, backbone: BackboneSettings, settings: Ev
         score_range=[round(float(reference.min()), 6), round(float(reference.max()), 6)] if len(reference) else None,
         pixel_threshold=None if pixel_rule is None else pixel_rule["threshold"],
         connectivity=CONNECTIVITY,
-        reweight_neighbours=settings.reweight_neighbours,
+        reweight_neighbours=settings.reweight_neighbours if s.reweighting["on"] else 0,  # as scored: predict follows it
         blur_sigma=settings.blur_sigma,
         heat_scale=float(max(s.held_scores.max() if len(s.held_scores) else (s.scores.max() if len(s.scores) else 0.0), 1e-12)),
         approximate_above=settings.approximate_above,
@@ -197,9 +200,11 @@ def write_plots(
     panels = []
     for i in chosen:
         said = "" if threshold is None else f" {verdict(s.scores[i], threshold)}"
+        with readable(data_root / s.paths[i]):
+            image = view(load_rgb(data_root / s.paths[i]))
         panels.append(
             {
-                "image": view(load_rgb(data_root / s.paths[i])),
+                "image": image,
                 "map": s.maps[i],
                 "mask": mask_of.get(int(i)),
                 "caption": f"{s.paths[i]}\nscore {s.scores[i]:.3f}{said}",
@@ -250,4 +255,6 @@ def main(params: Params, category: str, backbone: str) -> str:
         lines.append(f"threshold {threshold} ({chosen['method']}, from {chosen['scores_from']} scores); false-reject rate on test/good {frr}")
         if "warning" in chosen:
             lines.append(f"warning: {chosen['warning']}")
+    if "note" in record["reweighting"]:
+        lines.append(f"warning: {record['reweighting']['note']}")
     return "\n".join(lines)

@@ -66,7 +66,10 @@ def _on_ray(settings: BackboneSettings, aggregation: AggregationSettings, extrac
 
     def batches(root: Path, samples: list[Sample]) -> Iterator:
         # the images travel as bytes: the workers need no shared file system
-        shards = (([(root / s.path).read_bytes() for s in samples[i : i + shard]],) for i in range(0, len(samples), shard))
+        shards = (
+            ([(root / s.path).read_bytes() for s in samples[i : i + shard]], [str(root / s.path) for s in samples[i : i + shard]])
+            for i in range(0, len(samples), shard)
+        )
         return pool.map("features_of", shards)
 
     return batches, pool.first("device_name"), pool

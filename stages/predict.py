@@ -15,6 +15,7 @@ import torch
 from .config import Params
 from .core import devices
 from .core.regions import decide
+from .core.scoring import reweighting
 from .core.thresholds import normalised
 from .datasets.images import crop_box, image_transform, load_rgb, network_view
 from .datasets.layout import check_regular, is_image_file
@@ -163,7 +164,8 @@ def run(
             )
         failures: list[str] = []
         decoded: deque = deque()  # the groups sent and not yet scored: their paths, pictures and original sizes
-        shards = ((stack, card.reweight_neighbours, settings.crop, card.blur_sigma) for stack in _groups(images, settings, decoded, failures))
+        b = reweighting(card.reweight_neighbours, len(bank))[0]  # a card's b beyond its bank: Eq. 7 off, as evaluate does
+        shards = ((stack, b, settings.crop, card.blur_sigma) for stack in _groups(images, settings, decoded, failures))
         records: list[dict] = []
         for scores, amaps in scorer.map("predict", shards):
             for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .config import Params
 from .core.tables import gate as compare
 from .core.tables import summarize
 from .errors import UsageError
-from .store import paths
+from .store import metrics_files, paths
 from .store.atomic import write_json
 
 
@@ -22,12 +21,8 @@ def main(params: Params) -> str:
             path = paths.metrics_file(run.dataset, category, backbone)
             if not path.is_file():
                 raise UsageError(f"{path} not found; run 'patchcore evaluate --category {category} --backbone {backbone}' first")
-            try:
-                results.setdefault(backbone, {})[category] = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise UsageError(
-                    f"{path}: corrupt metrics file ({exc.__class__.__name__}); rebuild it with 'dvc repro -f -s evaluate@{category}-{backbone}'"
-                ) from None
+            fix = f"rebuild it with 'dvc repro -f -s evaluate@{category}-{backbone}'"
+            results.setdefault(backbone, {})[category] = metrics_files.read_record(path, fix)
     summary = summarize(run.dataset, results)
     write_json(paths.SUMMARY, summary)
     return "\n".join(
@@ -39,10 +34,5 @@ def main(params: Params) -> str:
 
 
 def gate(current: Path, baseline: Path, tolerance: float) -> list[str]:
-    docs = []
-    for path in (current, baseline):
-        try:
-            docs.append(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"{path}: cannot read metrics JSON ({exc.__class__.__name__}); pass the file written by 'patchcore summarize'") from None
-    return compare(docs[0], docs[1], tolerance)
+    fix = "pass the file written by 'patchcore summarize'"
+    return compare(metrics_files.read_summary(current, fix), metrics_files.read_summary(baseline, fix), tolerance)

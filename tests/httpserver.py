@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class ArchiveServer:
     """Serves ``files`` (name -> bytes). ``cut_first`` cuts the first response of each file midway."""
 
-    def __init__(self, files: dict[str, bytes], cut_first: bool = False):
+    def __init__(self, files: dict[str, bytes], cut_first: bool = False, redirects: dict[str, str] | None = None):
         self.files = files
+        self.redirects = redirects or {}  # name -> the address a 302 sends the client to
         self.cut_first = cut_first
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
@@ -24,6 +25,11 @@ class ArchiveServer:
                 rng = self.headers.get("Range")
                 first = not any(p == self.path for p, _ in server.requests)
                 server.requests.append((self.path, rng))
+                if name in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[name])
+                    self.end_headers()
+                    return
                 if name not in server.files:
                     self.send_error(404)
                     return

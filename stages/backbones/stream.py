@@ -15,23 +15,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import BackboneSettings, ExtractSettings
-from ..datasets.images import image_transform, load_rgb
+from ..datasets.images import image_transform, load_rgb, readable
+from ..errors import UsageError
 from .patches import PatchFeatures
 
 
 class ImageFiles(Dataset):
     """Image files, or their bytes (a Ray worker gets bytes: no shared file system needed)."""
 
-    def __init__(self, sources: list[Path] | list[bytes], settings: BackboneSettings):
+    def __init__(self, sources: list[Path] | list[bytes], settings: BackboneSettings, names: list[str] | None = None):
         self.sources, self.transform = sources, image_transform(settings)
+        self.names = names or [str(s) for s in sources]  # what a message calls each image
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, i: int):
         source = self.sources[i]
-        image = load_rgb(io.BytesIO(source) if isinstance(source, bytes) else source)  # type: ignore[arg-type]
-        return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
+        try:
+            # returned, not raised: a DataLoader worker would wrap the error in its traceback text
+            with readable(self.names[i]):
+                image = load_rgb(io.BytesIO(source) if isinstance(source, bytes) else source)  # type: ignore[arg-type]
+            return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
+        except UsageError as exc:
+            return None, str(exc)
 
 
 def grouped(loader: DataLoader, batch_size: int, pin: bool):
@@ -43,6 +50,8 @@ def grouped(loader: DataLoader, batch_size: int, pin: bool):
     images: list[torch.Tensor] = []
     sizes: list[torch.Tensor] = []
     for image, hw in loader:
+        if image is None:
+            raise UsageError(hw)  # the image's one-line message
         images.append(image)
         sizes.append(hw)
         if len(images) == batch_size:
@@ -76,14 +85,16 @@ def feature_batches(loader: DataLoader, features: PatchFeatures, device: torch.d
         yield pending
 
 
-def loader(sources: list[Path] | list[bytes], settings: BackboneSettings, workers: int) -> DataLoader:
+def loader(sources: list[Path] | list[bytes], settings: BackboneSettings, workers: int, names: list[str] | None = None) -> DataLoader:
     """One image per worker task: all workers stay busy even when a split has few batches."""
-    return DataLoader(ImageFiles(sources, settings), batch_size=None, num_workers=workers, prefetch_factor=8 if workers else None)
+    return DataLoader(ImageFiles(sources, settings, names), batch_size=None, num_workers=workers, prefetch_factor=8 if workers else None)
 
 
-def host_batches(sources: list[Path] | list[bytes], features: PatchFeatures, device: torch.device, extract: ExtractSettings) -> Iterator:
+def host_batches(
+    sources: list[Path] | list[bytes], features: PatchFeatures, device: torch.device, extract: ExtractSettings, names: list[str] | None = None
+) -> Iterator:
     """(patches (B, H, W, D) float32 on the host, sizes (B, 2)) per batch, in order."""
-    for patches, hw, ready in feature_batches(loader(sources, features.settings, extract.num_workers), features, device, extract):
+    for patches, hw, ready in feature_batches(loader(sources, features.settings, extract.num_workers, names), features, device, extract):
         if ready is not None:
             ready.synchronize()
         yield patches, hw

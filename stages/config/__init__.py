@@ -2,16 +2,15 @@
 
 from .loader import DEFAULT_PARAMS, load, validate
 from .settings import (
-    SOURCES,
     AggregationSettings,
     BackboneSettings,
     CoresetSettings,
-    DatasetSpec,
     EvaluateSettings,
     ExtractSettings,
     Params,
     RunSelection,
 )
+from .sources import SOURCES, DatasetSpec
 
 __all__ = [
     "DEFAULT_PARAMS",

@@ -18,6 +18,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # A params.yaml is a few hundred values; aliases that expand a document past this are a YAML bomb
 MAX_NODES = 100_000
+MAX_DIGITS = 40  # the largest bound of any setting has 13
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -43,9 +44,16 @@ def _strict_yaml(text: str, path: Path) -> object:
             return None
         if _expanded_size(node, {}) > MAX_NODES:
             raise UsageError(f"{path}: its aliases expand to more than {MAX_NODES} values; write the values out instead of nesting aliases")
-        for mapping in _mappings(node, set()):
+        for each in _nodes(node, set()):
+            # int() of a huge literal is refused by Python (over 4300 digits) after it took the time
+            if isinstance(each, yaml.ScalarNode) and each.tag.endswith(":int") and len(each.value) > MAX_DIGITS:
+                raise UsageError(
+                    f"{path}: line {each.start_mark.line + 1} holds a number of {len(each.value)} digits; no setting takes more than {MAX_DIGITS}"
+                )
+            if not isinstance(each, yaml.MappingNode):
+                continue
             seen: dict[object, int] = {}
-            for key, _ in mapping.value:
+            for key, _ in each.value:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen:
                         raise UsageError(
@@ -57,18 +65,19 @@ def _strict_yaml(text: str, path: Path) -> object:
         loader.dispose()
 
 
-def _mappings(node: yaml.Node, done: set[int]):
+def _nodes(node: yaml.Node, done: set[int]):
+    """Every node of the document once (an alias's target is visited once)."""
     if id(node) in done:
         return
     done.add(id(node))
+    yield node
     if isinstance(node, yaml.MappingNode):
-        yield node
         for pair in node.value:
             for child in pair:
-                yield from _mappings(child, done)
+                yield from _nodes(child, done)
     elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            yield from _mappings(child, done)
+            yield from _nodes(child, done)
 
 
 def read_yaml(path: Path) -> dict:
@@ -79,6 +88,8 @@ def read_yaml(path: Path) -> dict:
         data = _strict_yaml(path.read_text(), path)
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to read (hundreds of levels); params.yaml needs a few") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it ({exc.__class__.__name__}); check the file") from None
     if not isinstance(data, dict):

@@ -19,11 +19,14 @@ from pydantic import (
 
 from ..errors import UsageError
 from .names import Name
+from .sources import DatasetSpec
 from .types import (
     BlurSigma,
     Device,
     HoldoutShare,
+    Neighbours,
     NonNegative,
+    PatchCount,
     Positive,
     PositiveFinite,
     Precision,
@@ -31,8 +34,15 @@ from .types import (
     Ratio,
     Real,
     Section,
+    Seed,
     Share,
+    at_most,
 )
+
+# a patch feature is pooled from the chosen layers' channels (WideResNet50 layer2 + layer3: 1536,
+# CLIP RN50x16's: 2304); pooling to more dimensions than there are channels only repeats values
+FEATURE_DIM = 4096
+FEATURE_WHY = "a patch feature is pooled from the layers' channels (WideResNet50: 1536); more only repeats values"
 
 
 class RunSelection(Section):
@@ -41,30 +51,6 @@ class RunSelection(Section):
     dataset: Name
     categories: Annotated[tuple[Name, ...], Field(min_length=1)]
     backbones: Annotated[tuple[Name, ...], Field(min_length=1)]
-
-
-Source = Literal["bundled", "mvtec", "url", "archive", "folder"]
-SOURCES: tuple[str, ...] = Source.__args__  # type: ignore[attr-defined]
-
-
-class DatasetSpec(Section):
-    """One entry of ``download:``; ``name`` is its key."""
-
-    name: Name
-    source: Source
-    path: StrictStr | None = None  # archive/folder: the local copy; mvtec: an optional local copy
-    url: StrictStr | None = None
-    sha256: StrictStr | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> DatasetSpec:
-        if self.source in ("archive", "folder") and not self.path:
-            raise ValueError(f"'path' is required for source '{self.source}': the local {self.source} to read")
-        if self.source == "url" and not (self.url and self.sha256):
-            raise ValueError("needs 'url' and its 'sha256' for source 'url'; the checksum is checked before use")
-        if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower())):
-            raise ValueError("'sha256' must be 64 hexadecimal digits")
-        return self
 
 
 RGB = tuple[Real, Real, Real]
@@ -77,12 +63,14 @@ class BackboneSettings(Section):
     arch: StrictStr  # "<library>/<model name>", e.g. "timm/tf_efficientnet_lite2"
     weights: StrictStr  # "pretrained", "random", or a path to a weights file
     layers: Annotated[tuple[StrictStr, ...], Field(min_length=1)]
-    resize: StrictInt
+    # MVTec AD's largest images are 1024 px; the stride-8 map, so the patches and the bank, grow with its square
+    resize: Annotated[StrictInt, at_most(1024, "no MVTec AD image is larger (the paper resizes to 256); patches grow with its square")]
     crop: StrictInt
     mean: RGB
     std: RGB
-    target_dim: Positive
-    layer_dim: Positive | None = None  # equal layer weighting: each layer pooled to this; None: target_dim
+    # pooled from the layers' channels (WideResNet50 layer2+3: 1536): more dimensions only repeat values
+    target_dim: Annotated[Positive, at_most(FEATURE_DIM, FEATURE_WHY)]
+    layer_dim: Annotated[Positive, at_most(FEATURE_DIM, FEATURE_WHY)] | None = None  # equal layer weighting: each layer pooled to this
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # CLIP was trained on bicubic resizing
     train_fraction: Share | None = None  # overrides extract.train_fraction for this backbone
 
@@ -104,7 +92,12 @@ def _odd(value: int) -> int:
 class AggregationSettings(Section):
     """How layer maps become patch features (PatchCore section 3.1); the defaults are the reference code's."""
 
-    patchsize: Annotated[Positive, AfterValidator(_odd)] = 3  # neighbourhood side, in feature-map cells
+    # neighbourhood side, in feature-map cells; its unfolded features grow with the square
+    patchsize: Annotated[
+        Positive,
+        at_most(9, "the paper uses 3; at 9 a neighbourhood spans a third of a 28-cell map, and its features grow with the square"),
+        AfterValidator(_odd),
+    ] = 3
     border: Literal["zeros", "valid"] = "zeros"  # zeros: zero-padded neighbourhoods (reference); valid: real neighbours only
     layer_weighting: Literal["equal", "channels"] = "equal"  # equal: each layer pooled alone first (reference)
 
@@ -114,8 +107,9 @@ class AggregationSettings(Section):
 
 
 class ExtractSettings(Section):
-    batch_size: Positive
-    num_workers: NonNegative  # DataLoader processes decoding beside the forward pass
+    batch_size: Annotated[Positive, at_most(256, "images per forward pass: memory grows with it, throughput stops growing long before")]
+    # DataLoader processes decoding beside the forward pass
+    num_workers: Annotated[NonNegative, at_most(64, "decoding processes: more than the machine's cores buys nothing")]
     train_fraction: Share = 1.0  # share of train/good used; a backbone's own train_fraction wins
     channels_last: StrictBool = False  # NHWC tensors: faster convolutions on some CPUs
     device: Device = "auto"  # where the backbone runs; decoding stays in the DataLoader's processes
@@ -132,10 +126,12 @@ class CoresetSettings(Section):
     """
 
     ratio: Ratio
-    projection_dim: Positive
-    seed: StrictInt
+    # only for choosing the coreset (the reference code's 128): as wide as the features it saves nothing
+    projection_dim: Annotated[Positive, at_most(FEATURE_DIM, "it only speeds up the selection (the paper's code uses 128)")]
+    seed: Seed
     holdout_fraction: HoldoutShare = 0.0  # training images kept out of the bank to set the threshold
-    holdout_folds: NonNegative = 0  # k-fold out-of-bank scores of every training image; 0: off
+    # k-fold out-of-bank scores of every training image; 0: off. Each fold is one more selection.
+    holdout_folds: Annotated[NonNegative, at_most(20, "each fold is one more coreset selection; 5 or 10 are the usual k")] = 0
     device: Device = "auto"  # a CUDA device selects on the GPU once the bank is large enough
 
     @model_validator(mode="after")
@@ -179,14 +175,16 @@ class ThresholdSettings(Section):
 
 class EvaluateSettings(Section):
     blur_sigma: BlurSigma  # Gaussian smoothing of the map, input pixels
-    query_batch: Positive
-    reweight_neighbours: NonNegative  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
+    # test patches read and searched at once: 262,144 of 1024 dimensions are 1 GiB
+    query_batch: Annotated[Positive, at_most(262_144, "patches read and searched at once (1 GiB at 1024 dimensions)")]
+    reweight_neighbours: Neighbours  # b of PatchCore Eq. 7; 0 or 1 turns the reweighting off
     threshold: ThresholdSettings = ThresholdSettings()
-    bootstrap: NonNegative  # resamples for the confidence intervals
+    # resamples for the confidence intervals; each recomputes AUROC and AUPRO
+    bootstrap: Annotated[NonNegative, at_most(10_000, "1,000 to 2,000 resamples give stable 95% intervals; time grows with each")]
     max_fpr: Probability  # AUPRO integration limit
-    seed: StrictInt
-    faiss_threads: NonNegative = 0  # 0: faiss's default (all cores)
-    approximate_above: NonNegative = 0  # banks with more patches use HNSW (CPU only); 0: always exact
+    seed: Seed
+    faiss_threads: Annotated[NonNegative, at_most(1024, "threads of one search; 0 takes all cores")] = 0  # 0: faiss's default
+    approximate_above: PatchCount = 0  # banks with more patches use HNSW (CPU only); 0: always exact
     device: Device = "auto"  # a CUDA device searches exactly on the GPU (torch), the CPU with faiss
 
 

@@ -47,7 +47,29 @@ def _at_least(low: int):
     return AfterValidator(check)
 
 
+def at_most(high: int, why: str):
+    """An upper bound on an integer setting that sizes memory or time; ``why`` is what the method needs."""
+
+    def check(value: int) -> int:
+        if value > high:
+            raise ValueError(f"must be at most {high:,}, got {_short(value)}; {why}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"an integer of {len(text)} digits"
+
+
 Real = Annotated[float, BeforeValidator(_number)]
+# b of PatchCore Eq. 7: each image's score searches the b nearest bank patches of its m*
+Neighbours = Annotated[StrictInt, _at_least(0), at_most(64, "Eq. 7's neighbourhood of m*; this project's default is 9, 0 turns it off")]
+# a count of bank patches (approximate_above): no bank that fits in memory has more
+PatchCount = Annotated[StrictInt, _at_least(0), at_most(10**12, "a count of bank patches; 0 means never")]
+# seeds feed numpy's and torch's generators and HDF5 attributes: the usual 32-bit range
+Seed = Annotated[StrictInt, _at_least(0), at_most(2**32 - 1, "seeds are 32-bit (numpy, torch), e.g. 0")]
 Positive = Annotated[StrictInt, _at_least(1)]
 NonNegative = Annotated[StrictInt, _at_least(0)]
 Share = Annotated[Real, _within(0, 1, True, False, "e.g. 0.25 trains on a quarter of train/good")]

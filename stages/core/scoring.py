@@ -132,6 +132,21 @@ def reweighted_image_score(nearest: NearestBank, patches: np.ndarray, distances:
     return weight * s_star
 
 
+def reweighting(b: int, smallest_bank: int) -> tuple[int, str | None]:
+    """The b that Eq. 7 runs with, and why it is off when it is switched off.
+
+    N_b(m*) needs b bank patches: a smaller bank makes the neighbourhood the whole bank, and a
+    one-patch bank gives every image the weight 1 - 1 = 0 (every score exactly 0). So a bank
+    smaller than b switches the reweighting off (b = 0, the max patch score s*), said in a note.
+    """
+    if b > 1 and smallest_bank < b:
+        return 0, (
+            f"Eq. 7 reweighting switched off: the smallest bank has {smallest_bank} patches, fewer than its b = {b} neighbours; "
+            "raise coreset.ratio or lower evaluate.reweight_neighbours"
+        )
+    return b, None
+
+
 def image_score(patch_scores: np.ndarray) -> float:
     return float(np.max(patch_scores))
 

@@ -17,6 +17,10 @@ LEVEL = 0.95
 FEW_SCORES = 20  # below this a quantile threshold is in effect one of the few largest scores
 
 
+def _count(n: float) -> str:
+    return f"{n:.3g}" if n > 10**9 else str(n)
+
+
 def quantile_interval(scores: np.ndarray, q: float, level: float = LEVEL) -> tuple[float | None, float | None, str | None]:
     """A distribution-free interval for the q-quantile of the distribution ``scores`` were drawn from.
 
@@ -38,10 +42,10 @@ def quantile_interval(scores: np.ndarray, q: float, level: float = LEVEL) -> tup
     notes = []
     if hi is None:
         needed = math.ceil(math.log(tail) / math.log(q)) if q < 1 else math.inf
-        notes.append(f"no upper end: {n} scores cannot bound the {q:g} quantile from above at {level:.0%} (that needs {needed})")
+        notes.append(f"no upper end: {n} scores cannot bound the {q:g} quantile from above at {level:.0%} (that needs {_count(needed)})")
     if lo is None:
-        needed = math.ceil(math.log(tail) / math.log(1 - q)) if q > 0 else math.inf
-        notes.append(f"no lower end: {n} scores cannot bound the {q:g} quantile from below at {level:.0%} (that needs {needed})")
+        needed = math.ceil(math.log(tail) / math.log1p(-q)) if q > 0 else math.inf  # log1p: 1 - 1e-300 is 1.0
+        notes.append(f"no lower end: {n} scores cannot bound the {q:g} quantile from below at {level:.0%} (that needs {_count(needed)})")
     return lo, hi, "; ".join(notes) or None
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import tarfile
 import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import UsageError
+from ..errors import WRITE_FIXES, UsageError
 from .fetch import file_sha256
 
 
@@ -51,7 +50,7 @@ def unpack(archive: Path, member_root: str, dest: Path, fix: str = "replace it w
     except tarfile.FilterError as exc:
         raise UsageError(f"{archive}: unsafe member refused ({_first_line(exc)}); the archive is not a plain data set") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the caller reports a full disk
+        if isinstance(exc, OSError) and exc.errno in WRITE_FIXES:  # a write that failed (full disk, file-size limit): the caller says so
             raise
         raise UsageError(f"{archive}: cannot unpack it ({exc.__class__.__name__}: {_first_line(exc)}); the archive is damaged: {fix}") from None
     root = dest / member_root

@@ -37,6 +37,14 @@ def check_url(url: str) -> None:
     raise UsageError(f"{url}: only https URLs are fetched (plain http only from this machine itself); use the https address")
 
 
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is followed only to an address ``check_url`` allows: an https server cannot hand the download to plain http."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def file_sha256(path: Path, progress: bool = True) -> str:
     digest = hashlib.sha256()
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False, disable=not progress)
@@ -59,7 +67,8 @@ def _transfer(url: str, part: Path, context: ssl.SSLContext, timeout: float) -> 
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _CheckedRedirects())
+        with opener.open(request, timeout=timeout) as response:
             if start and response.status != 206:
                 start = 0  # the server ignored the range: start over
             length = response.headers.get("Content-Length")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,17 @@ def check_pixels(image: Image.Image, path: Path, fix: str) -> None:
     """Refuse an opened (not yet decoded) image past MAX_PIXELS: a decompression bomb, for data sets and predict alike."""
     if image.width * image.height > MAX_PIXELS:
         raise UsageError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); {fix}")
+
+
+@contextlib.contextmanager
+def readable(name: object, fix: str = "replace it or download the data set again") -> Iterator[None]:
+    """A damaged image or mask (PIL raises OSError, SyntaxError, ValueError...) as one line naming it."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{name}: not a readable image ({exc.__class__.__name__}: {exc}); {fix}") from None
 
 
 def load_rgb(path: Path) -> Image.Image:

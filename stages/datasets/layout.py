@@ -26,7 +26,7 @@ def read_provenance(root: Path) -> dict:
         return dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return {"source": None, "location": str(root)}
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
         raise UsageError(f"{path}: unreadable ({exc.__class__.__name__}); rebuild the data with 'dvc repro -f -s download'") from None
 
 

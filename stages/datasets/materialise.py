@@ -6,7 +6,6 @@ a temporary folder, check every image, then rename the folder into place.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..config import DatasetSpec
-from ..errors import UsageError
+from ..errors import WRITE_FIXES, UsageError
 from ..store.atomic import atomic_dir, write_json
 from . import archive, fetch, sources
 from .fetch import file_sha256
@@ -157,7 +156,7 @@ def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
                 record["sha256_note"] = "a folder has no archive checksum; tree_sha256 identifies its files"
             write_json(tmp / PROVENANCE, record)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise UsageError(f"disk full while writing {target} ({exc.filename or ''}); free space and run again") from None
+        if exc.errno in WRITE_FIXES:  # name the data folder being made, never the user's source file it copies
+            raise UsageError(f"cannot write {target}: {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)") from None
         raise
     return counts

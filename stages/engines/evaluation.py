@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import EvaluateSettings
+from ..core.scoring import reweighting
 from ..store import h5io
 from ..store.model_folder import ModelFolder
 from . import ray_pool as engines
@@ -70,6 +71,7 @@ class Scored:
     search: dict
     bank_size: int
     device: str
+    reweighting: dict  # Eq. 7 as run: on, b asked for, and a note when a bank too small switched it off
 
 
 FEATURES = ("patches", "labels", "paths", "masks", "defects", "sizes")
@@ -114,6 +116,11 @@ def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: En
     with h5io.reading(folder.bank, folder.rebuild(folder.bank), datasets=BANK) as f:
         b = {k: f[k][()] for k in BANK} | {"attrs": dict(f.attrs)}
     h5io.check_rows(b["bank"], folder.bank, "bank", folder.rebuild(folder.bank))
+    # the held-out images' fold banks and the deployed bank follow one rule, so their scores compare
+    smallest = min([len(b["bank"]), *np.diff(b["fold_starts"]).tolist()])
+    used, note = reweighting(settings.reweight_neighbours, smallest)
+    rule = {"on": used > 1, "neighbours": settings.reweight_neighbours, **({"note": note} if note else {})}
+    settings = settings.model_copy(update={"reweight_neighbours": used})
     # the CPU searches with faiss, a GPU with torch (exact on both; see core.scoring)
     with engines.pool(ScoreWorker, (b["bank"], settings.approximate_above, settings.device, "evaluate.device"), engine) as scorer:
         search, bank_size, device = scorer.first("search")
@@ -141,4 +148,5 @@ def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: En
                 search,
                 bank_size,
                 device,
+                rule,
             )

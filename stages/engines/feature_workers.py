@@ -33,10 +33,10 @@ class ExtractWorker:
     def device_name(self) -> str:
         return devices.describe(self.device)
 
-    def features_of(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(n, H, W, D) patch features and (n, 2) original sizes of the encoded images, in order."""
+    def features_of(self, images: list[bytes], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, H, W, D) patch features and (n, 2) original sizes of the encoded images (``names``: their files), in order."""
         with torch.inference_mode():
-            parts = list(stream.host_batches(images, self.features, self.device, self.extract))
+            parts = list(stream.host_batches(images, self.features, self.device, self.extract, names))
         return np.concatenate([p.numpy() for p, _ in parts]), np.concatenate([hw.numpy() for _, hw in parts])
 
 

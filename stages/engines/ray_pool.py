@@ -96,6 +96,11 @@ class ShardPool(_Pool):
         cpus = int(ray.cluster_resources().get("CPU", 1))
         # one actor per GPU where the cluster has them, else one per CPU slot; never more actors
         # than the cluster can place (one it cannot place would wait forever with its shards)
+        if not gpus and settings.cpus_per_worker > cpus:
+            raise UsageError(
+                f"PATCHCORE_RAY_CPUS={settings.cpus_per_worker}: the Ray cluster has {cpus} CPU slots, so no worker could be placed "
+                f"(it would wait forever); use at most {cpus}"
+            )
         slots = gpus if gpus else max(1, cpus // settings.cpus_per_worker)
         count = min(settings.workers or slots, slots)
         options = {"num_gpus": 1} if gpus else {"num_cpus": settings.cpus_per_worker}

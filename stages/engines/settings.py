@@ -14,10 +14,11 @@ cluster to attach to; without it, Ray starts one on this machine.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from ..errors import UsageError
 
@@ -30,15 +31,46 @@ VARIABLES = {
 }
 
 
+# Ray refuses an object store under 75 MiB; one larger than this machine's memory cannot be made
+OBJECT_STORE_MIN_MB = 75
+
+
+def _memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+
+
+def _fits(mb: int) -> int:
+    if mb < OBJECT_STORE_MIN_MB:
+        raise ValueError(f"must be at least {OBJECT_STORE_MIN_MB} (MB): Ray refuses a smaller object store")
+    if mb > _memory_mb():
+        raise ValueError(f"must be at most this machine's memory ({_memory_mb():,} MB)")
+    return mb
+
+
+def _ray_address(address: str) -> str:
+    """auto, local, host:port or ray://host:port, with a port Ray could listen on."""
+    if address in ("auto", "local"):
+        return address
+    parts = urllib.parse.urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port == -1 or port == 0 or parts.scheme not in ("ray", "ray-gcs"):
+        raise ValueError("must be auto, host:port or ray://host:port with a port in 1-65535, e.g. 10.0.0.5:6379")
+    return address
+
+
 class EngineSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     engine: Literal["local", "ray"] = "local"
-    workers: PositiveInt | None = None
-    cpus_per_worker: PositiveInt = 1
-    shard_batches: PositiveInt = 4
-    object_store_mb: PositiveInt = 1024
-    address: str | None = None  # RAY_ADDRESS
+    workers: Annotated[PositiveInt, Field(le=4096)] | None = None  # more than the cluster places are not started
+    cpus_per_worker: Annotated[PositiveInt, Field(le=4096)] = 1  # checked against the cluster when Ray starts
+    # batches of extract.batch_size sent to an actor at once, read whole into memory
+    shard_batches: Annotated[PositiveInt, Field(le=64)] = 4
+    object_store_mb: Annotated[PositiveInt, AfterValidator(_fits)] = 1024
+    address: Annotated[str, AfterValidator(_ray_address)] | None = None  # RAY_ADDRESS
 
 
 def from_env(environ: Mapping[str, str] = os.environ) -> EngineSettings:
@@ -48,5 +80,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> EngineSettings:
         return EngineSettings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = next(n for n, f in VARIABLES.items() if f == error["loc"][0])
-        raise UsageError(f"{name}={environ.get(name)!r}: {error['msg'].lower()}; see README 'Running on a Ray cluster'") from None
+        field = error["loc"][0]
+        name = next((n for n, f in VARIABLES.items() if f == field), "RAY_ADDRESS")
+        message = error["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{name}={environ.get(name)!r}: {message[0].lower() + message[1:]}; see README 'Running on a Ray cluster'") from None

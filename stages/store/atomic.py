@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import WRITE_FIXES
+
 
 class Staging(Protocol):
     def take(self, target: Path, folder: bool) -> Path | None: ...
@@ -19,6 +21,17 @@ class Staging(Protocol):
 
 # the output set a stage has open (store.output_set): its outputs are written to the set's temporaries
 STAGING: ContextVar[Staging | None] = ContextVar("patchcore_staging", default=None)
+
+
+@contextlib.contextmanager
+def _named(target: Path) -> Iterator[None]:
+    """An OSError of a write that names no file (a full disk in write()) is given the output's name."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno in WRITE_FIXES and "filename = '" not in str(exc):
+            exc.filename = str(target)
+        raise
 
 
 def _staged(target: Path, folder: bool) -> Path | None:
@@ -103,7 +116,8 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     target = Path(target)
     reserved = _staged(target, folder=False)
     if reserved is not None:
-        yield reserved  # the set puts it in place with the others
+        with _named(target):
+            yield reserved  # the set puts it in place with the others
         return
     created = _make_parents(target.parent)
     sweep(target)
@@ -111,7 +125,8 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        with _named(target):
+            yield tmp
         # mkstemp makes owner-only files; outputs get the ordinary permissions
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
@@ -127,13 +142,15 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     reserved = _staged(target, folder=True)
     if reserved is not None:
-        yield reserved
+        with _named(target):
+            yield reserved
         return
     created = _make_parents(target.parent)
     sweep(target)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
+        with _named(target):
+            yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if target.exists():
             # Rename the old copy away first so the swap leaves no moment with a mixed folder.

@@ -9,17 +9,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import StrictBool, StrictStr, model_validator
+from pydantic import AfterValidator, StrictBool, StrictStr, model_validator
 
 from ..config import AggregationSettings, BackboneSettings, validate
 from ..config.settings import ThresholdMethod
-from ..config.types import BlurSigma, NonNegative, NonNegativeReal, PositiveFinite, Precision, Section
+from ..config.types import BlurSigma, Neighbours, NonNegativeReal, PatchCount, PositiveFinite, Precision, Section
 from ..errors import UsageError
 from . import h5io, paths
 from .atomic import write_json
+
+
+def _with_grid(fp: dict) -> dict:
+    """The fingerprint is compared whole; its grid is also read (the patch map's height and width)."""
+    grid = fp.get("grid")
+    if not (isinstance(grid, list) and len(grid) == 2 and all(type(v) is int and 1 <= v <= 1024 for v in grid)):
+        raise ValueError(f"'grid' must be the patch map's [height, width], two integers in [1, 1024], got {str(grid)[:40]}")
+    return fp
 
 
 class ModelCard(Section):
@@ -38,13 +46,13 @@ class ModelCard(Section):
     score_range: tuple[NonNegativeReal, NonNegativeReal] | None = None  # held-out good images' lowest and highest scores
     pixel_threshold: PositiveFinite | None = None  # map value at and above which a pixel is defective (label-free)
     connectivity: Literal[8] = 8  # defect regions are 8-connected
-    reweight_neighbours: NonNegative
+    reweight_neighbours: Neighbours
     blur_sigma: BlurSigma
     heat_scale: PositiveFinite
-    approximate_above: NonNegative
+    approximate_above: PatchCount
     channels_last: StrictBool  # predict must compute exactly as extract did
     precision: Precision = "float32"  # likewise; cards written before precision existed were float32
-    fingerprint: dict  # the features' identity; bank.h5 carries the same (see fingerprint())
+    fingerprint: Annotated[dict, AfterValidator(_with_grid)]  # the features' identity; bank.h5 carries the same (see fingerprint())
 
     @model_validator(mode="after")
     def _ordered_range(self) -> ModelCard:
@@ -113,7 +121,7 @@ class ModelFolder:
         with h5io.reading(path, self.rebuild(path), attrs=("fingerprint",)) as f:
             try:
                 return dict(json.loads(str(f.attrs["fingerprint"])))
-            except (json.JSONDecodeError, TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 raise UsageError(f"{path}: its fingerprint attribute is corrupt; {self.rebuild(path)}") from None
 
     @property
@@ -145,7 +153,7 @@ class ModelFolder:
         self.require((self.card,), "MODEL is a folder written by 'dvc repro', e.g. features/<dataset>/<category>/<backbone>")
         try:
             data = json.loads(self.card.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting past the stack
             raise UsageError(f"{self.card}: corrupted model file ({exc.__class__.__name__}); {fix}") from None
         try:
             return validate(ModelCard, data, str(self.card))

@@ -128,3 +128,48 @@ def test_plain_names_are_accepted(name):
 def test_a_category_on_the_command_line_must_be_selected(project):
     assert_usage_error(run_cli("download", "-c", "../../etc", cwd=project), "../../etc", "run.categories")
     assert files_under(project / "data" / "sample") == []
+
+
+# every setting that sizes memory or time, just past its bound, and a word of the reason given
+SIZING = [
+    ("backbones.efficientnet_lite2.resize", 1025, "MVTec AD"),
+    ("backbones.efficientnet_lite2.target_dim", 4097, "channels"),
+    ("backbones.efficientnet_lite2.layer_dim", 10**6, "channels"),
+    ("aggregation.patchsize", 11, "square"),
+    ("extract.batch_size", 257, "forward pass"),
+    ("extract.num_workers", 65, "cores"),
+    ("coreset.projection_dim", 4097, "selection"),
+    ("coreset.holdout_folds", 21, "fold"),
+    ("coreset.seed", 2**32, "32-bit"),
+    ("coreset.seed", -1, ">= 0"),
+    ("evaluate.seed", 10**5000, "digits"),  # the message does not spell a 5000-digit number
+    ("evaluate.query_batch", 262_145, "GiB"),
+    ("evaluate.reweight_neighbours", 65, "Eq. 7"),
+    ("evaluate.bootstrap", 10_001, "resamples"),
+    ("evaluate.faiss_threads", 1025, "threads"),
+    ("evaluate.approximate_above", 10**12 + 1, "patches"),
+    ("evaluate.blur_sigma", 64.5, "[0, 64]"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), SIZING, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(SIZING)])
+def test_settings_that_size_memory_or_time_are_bounded_with_the_reason(key, value, reason):
+    with pytest.raises(UsageError) as caught:
+        _load(**{key: value})
+    message = str(caught.value)
+    assert f"'{key}'" in message and reason in message and len(message) < 300, message
+
+
+def test_the_bounds_admit_what_the_method_uses():
+    # the paper's WideResNet50 at its largest: 1024 dims, a 1024 px input, patch 9, 20 folds
+    params = _load(
+        **{
+            "backbones.wide_resnet50.resize": 1024,
+            "backbones.wide_resnet50.crop": 1024,
+            "aggregation.patchsize": 9,
+            "coreset.holdout_folds": 20,
+            "coreset.seed": 2**32 - 1,
+            "evaluate.bootstrap": 10_000,
+        }
+    )
+    assert params.backbone("wide_resnet50").target_dim == 1024 and params.aggregation.patchsize == 9

@@ -60,3 +60,12 @@ def test_http_error_names_the_status(tmp_path):
     with ArchiveServer({}) as server:
         with pytest.raises(UsageError, match="HTTP 404"):
             fetch(server.url("missing.tar.gz"), tmp_path / "m.tar.gz")
+
+
+def test_a_redirect_to_plain_http_elsewhere_is_not_followed(tmp_path):
+    # https only: a server (here the loopback one tests may use) cannot hand the download to plain http
+    with ArchiveServer({"x.tar.gz": b"data"}, redirects={"moved": "http://example.com/x.tar.gz", "here": "/x.tar.gz"}) as server:
+        with pytest.raises(UsageError, match="http://example.com/x.tar.gz: only https"):
+            fetch(server.url("moved"), tmp_path / "x.tar.gz")
+        assert not (tmp_path / "x.tar.gz").exists() and not (tmp_path / "x.tar.gz.part").exists()
+        assert fetch(server.url("here"), tmp_path / "x.tar.gz").read_bytes() == b"data"  # a redirect it allows is followed

@@ -103,6 +103,13 @@ def test_an_unreachable_cluster_is_one_line_naming_ray_address(local, tmp_path):
     assert not (project / "features").exists() or not any((project / "features").rglob("*.h5"))
 
 
+def test_workers_wider_than_the_cluster_are_refused_instead_of_waiting_forever(local, tmp_path):
+    project = _fresh(local, tmp_path / "p")
+    result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=_env(PATCHCORE_RAY_CPUS="4096"))
+    assert_usage_error(result, "PATCHCORE_RAY_CPUS=4096", "CPU slots", "wait forever")
+    assert not (project / "features").exists()
+
+
 @pytest.mark.parametrize(
     ("environ", "needle"),
     [({"PATCHCORE_ENGINE": "spark"}, "PATCHCORE_ENGINE='spark'"), ({"PATCHCORE_RAY_WORKERS": "0"}, "PATCHCORE_RAY_WORKERS='0'")],

@@ -3,9 +3,10 @@
 import pytest
 import yaml
 
+from stages.store import paths
+
 from helpers import REPO
 from imports import command_closure
-from stages.store import paths
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 

@@ -1,5 +1,7 @@
 """Inputs that would hang, crash or flood the CLI: each is one `error:` line with exit 2 (predict: 1 for skipped images)."""
 
+import csv
+import json
 import os
 import shutil
 
@@ -68,3 +70,48 @@ def test_predict_never_opens_a_fifo_and_refuses_giant_images(sample_root, tmp_pa
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and "camera.png: a FIFO, not a regular file" in errors[0] and "huge.png" in errors[1] and "pixel limit" in errors[1]
     assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 1
+
+
+def test_damaged_data_deep_yaml_odd_metrics_and_engine_variables_are_one_line_naming_the_culprit(sample_root, project):
+    lite0 = ("-c", "hazelnut_toy", "-b", "efficientnet_lite0")
+    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=4, good=1, defective=1)
+    edit_params(project, **{"run.categories": ["hazelnut_toy"], "run.backbones": ["efficientnet_lite0"]})
+    image = project / "data/sample/hazelnut_toy/train/good/01.jpg"
+    intact = image.read_bytes()
+    image.write_bytes(intact[:3000])  # damaged after download: a truncated JPEG
+    assert_usage_error(run_cli("extract", *lite0, cwd=project), "train/good/01.jpg", "not a readable image", "download the data set again")
+    assert not (project / "features").exists()
+    image.write_bytes(intact)
+    for variable, value, needle in [
+        ("RAY_ADDRESS", "head:99999", "port in 1-65535"),
+        ("RAY_ADDRESS", "head:abc", "port in 1-65535"),
+        ("PATCHCORE_RAY_OBJECT_STORE_MB", "10", "Ray refuses a smaller object store"),
+    ]:
+        env = {**os.environ, "PATCHCORE_ENGINE": "ray", variable: value}
+        assert_usage_error(run_cli("extract", *lite0, cwd=project, env=env), variable, needle)
+    # metrics files are work-tree files: valid JSON of the wrong shape is named, not a KeyError
+    metrics = project / "metrics/sample/efficientnet_lite0/hazelnut_toy.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"weights": "x", "features": [], "image_auroc": 2}')
+    assert_usage_error(run_cli("summarize", cwd=project), str(metrics.relative_to(project)), "features", "dvc repro -f -s evaluate@hazelnut_toy")
+    (project / "list.json").write_text("[1, 2]")
+    assert_usage_error(run_cli("gate", "list.json", "list.json", cwd=project), "list.json", "JSON object")
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text("run: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert_usage_error(run_cli("summarize", cwd=project), "params.yaml", "nested too deeply")
+    (project / "params.yaml").write_text(params.replace("  seed: 0\n", f"  seed: {'9' * 5000}\n", 1))
+    assert_usage_error(run_cli("summarize", cwd=project), "params.yaml", "5000 digits")
+
+
+def test_a_bank_smaller_than_eq7s_neighbourhood_switches_the_reweighting_off_with_a_note(sample_root, tmp_path):
+    (tmp_path / "p").mkdir()
+    project = lite0_model(sample_root, tmp_path / "p", (6, 1, 2), **{"coreset.ratio": 0.0001})  # a one-patch bank
+    record = json.loads((project / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
+    assert record["bank_size"] == 1 and record["reweighting"]["on"] is False and "switched off" in record["reweighting"]["note"]
+    model = project / "features/sample/hazelnut_toy/efficientnet_lite0"
+    assert json.loads((model / "model.json").read_text())["reweight_neighbours"] == 0
+    # Eq. 7 over a one-patch neighbourhood weighs every score by 1 - 1 = 0: here they are distances
+    scores = [float(row["score"]) for row in csv.DictReader((project / "plots/sample/efficientnet_lite0/hazelnut_toy/scores.csv").open())]
+    assert min(scores) > 0 and len(set(scores)) == len(scores)
+    predicted = run_cli("predict", str(model), str(sample_root / "test/good/04.jpg"), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert predicted.returncode == 0 and json.loads(predicted.stdout.splitlines()[0])["score"] > 0

@@ -203,3 +203,17 @@ def test_evaluate_reserves_every_output_first_and_changes_none_when_one_cannot_b
     (plots / "maps.png").rmdir()
     assert run_cli(*lite0, cwd=copy).returncode == 0
     assert json.loads(outputs[0].read_text())["threshold_metrics"]["threshold"] == 1.0e6 and _leftovers(copy) == []
+
+
+def test_a_file_size_limit_while_unpacking_is_a_failed_write_not_a_damaged_archive(project):
+    edit_params(project, **{"download.mine": {"source": "archive", "path": str(REPO / "data/bundled/hazelnut_toy.tar.gz")}, "run.dataset": "mine"})
+    result = subprocess.run(
+        [sys.executable, "-m", "stages", "download", "-c", "hazelnut_toy"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        preexec_fn=_limited(50_000),  # smaller than the photos inside
+        timeout=600,
+    )
+    assert_usage_error(result, "cannot write data/mine/hazelnut_toy", "File too large", "ulimit")
+    assert "damaged" not in result.stderr and not (project / "data/mine").exists() and _leftovers(project) == []

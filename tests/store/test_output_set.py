@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
 from stages.errors import UsageError
 from stages.store.atomic import atomic_dir, atomic_path, write_json
 from stages.store.output_set import output_set
+
+from helpers import REPO
 
 
 def _outputs(root: Path) -> tuple[list[Path], list[Path]]:
@@ -99,7 +100,9 @@ def test_a_run_killed_between_its_renames_is_finished_by_the_next_run(tmp_path):
     with output_set(files, folders):
         _write(files, folders, "old")
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "tests")}
+        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
     )
     assert killed.returncode == -9
     assert sorted(_state(files, folders)) == ["new", "old", "old"]  # what a kill mid-commit leaves, until the next run
