@@ -33,6 +33,8 @@ LOW_DIMS = 16
 # point's distance by this much (relative to the largest squared norm), far above rounding.
 _BOUND_MARGIN = 1e-9
 # Only reassociation (so sums vectorise) and fused multiply-add; comparisons keep IEEE meaning.
+# The two entry points release the GIL: other threads (a progress bar, a test's time limit)
+# keep running while a selection computes.
 _FAST = {"reassoc", "contract"}
 
 
@@ -81,7 +83,7 @@ def _sift_down(keys, ids, size, pos) -> None:
     keys[pos], ids[pos] = key, idx
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _start(points, norms, low, start, centres, centre_norms, centre_low, keys, ids, checked) -> int:
     """Make ``start`` the first centre and heap every other point by its distance to it."""
     n = points.shape[0]
@@ -99,7 +101,7 @@ def _start(points, norms, low, start, centres, centre_norms, centre_low, keys, i
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pick(points, norms, low, centres, centre_norms, centre_low, picks, keys, ids, checked, size, t_from, t_to, margin) -> int:
     """Picks ``t_from`` .. ``t_to - 1``; ``checked[i]``: point i's key covers centres [0, checked[i])."""
     for t in range(t_from, t_to):
