@@ -117,3 +117,20 @@ def test_train_fraction_outside_unit_interval_is_refused(project):
     edit_params(project, **{"extract.train_fraction": 0})
     result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project)
     assert result.returncode == 2 and "extract.train_fraction" in result.stderr
+
+
+# What this code computes on this small copy (Lite0, 8 training images, 8 test images), to six
+# digits. The tolerances sit between two known effects: a feature computed on another CPU's
+# SIMD kernels differs in its last bits, which moves a distance by about 1e-6 of itself and a
+# pixel AUROC or AUPRO by less than 1e-6; scoring by the second-nearest bank row instead of the
+# nearest moved the threshold by 1.1%, the pixel AUROC by 2.3e-4 and the AUPRO by 5.1e-4 (the
+# image AUROC stays 1.0 on these easy defects, so it cannot tell).
+PINNED = {"image_auroc": 1.0, "pixel_auroc": 0.988082, "aupro": 0.954655}
+PINNED_THRESHOLD = 30.76962
+
+
+def test_the_numbers_are_the_ones_this_method_computes_here(pipeline):
+    record = json.loads((pipeline / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
+    for metric, value in PINNED.items():
+        assert record[metric] == pytest.approx(value, abs=2e-5), metric
+    assert record["threshold_metrics"]["threshold"] == pytest.approx(PINNED_THRESHOLD, rel=1e-4)

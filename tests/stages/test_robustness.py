@@ -217,3 +217,14 @@ def test_a_file_size_limit_while_unpacking_is_a_failed_write_not_a_damaged_archi
     )
     assert_usage_error(result, "cannot write data/mine/hazelnut_toy", "File too large", "ulimit")
     assert "damaged" not in result.stderr and not (project / "data/mine").exists() and _leftovers(project) == []
+
+
+def test_a_resize_interpolation_other_than_the_models_is_refused_by_evaluate_and_predict(copy):
+    edit_params(copy, **{"backbones.efficientnet_lite0.interpolation": "bicubic"})
+    assert_usage_error(run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=copy), "interpolation", "bicubic", "bilinear")
+    folder = copy / FOLDER.format("efficientnet_lite0")
+    card = json.loads((folder / "model.json").read_text())
+    card["backbone"]["interpolation"] = "bicubic"
+    (folder / "model.json").write_text(json.dumps(card))
+    result = run_cli("predict", str(folder), str(copy / "data/sample/hazelnut_toy/test/good/04.jpg"), cwd=copy)
+    assert_usage_error(result, "interpolation", "bicubic", "bilinear")
