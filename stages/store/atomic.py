@@ -152,18 +152,25 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         with _named(target):
             yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        if target.exists():
-            # Rename the old copy away first so the swap leaves no moment with a mixed folder.
-            old = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        put_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
         raise
+
+
+def put_folder(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` in place of ``target``, whole.
+
+    The old copy is renamed away first and removed after, so no moment shows a mixed folder.
+    """
+    if os.path.lexists(target):
+        old = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
+        os.replace(target, old / "x")
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
 
 
 def write_json(target: Path, obj: object) -> None:

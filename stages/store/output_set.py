@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import WRITE_FIXES, UsageError
-from .atomic import STAGING, _alive, _make_parents, _prefix, _remove_empty, _umask, sweep
+from .atomic import STAGING, _alive, _make_parents, _prefix, _remove_empty, _umask, put_folder, sweep
 
 _JOURNAL = ".patchcore-commit."
 
@@ -63,11 +63,8 @@ def _put(tmp: Path, target: Path, folder: bool) -> None:
     """Rename one finished temporary onto its output (a folder's old copy moved aside first)."""
     if not os.path.lexists(tmp):
         return  # put in place before the run was killed
-    if folder and target.is_dir() and not target.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
-        os.replace(target, old / "x")
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+    if folder:
+        put_folder(tmp, target)
     else:
         os.replace(tmp, target)
 
