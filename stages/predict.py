@@ -17,7 +17,7 @@ from .core import devices
 from .core.regions import decide
 from .core.scoring import reweighting
 from .core.thresholds import normalised
-from .datasets.images import crop_box, image_transform, load_rgb, network_view
+from .datasets.images import crop_box, image_transform, load_rgb, network_view, readable
 from .datasets.layout import check_regular, is_image_file
 from .engines import ray_pool as engines
 from .engines import settings as engine_settings
@@ -81,13 +81,12 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
         group = []
         for path in images[first : first + BATCH]:
             try:
-                check_regular(path, "skipped")
-                image = load_rgb(path)
-                group.append((path, transform(image), view(image), image.size))
+                with readable(path, "skipped"):  # one bad file must not stop the others
+                    check_regular(path, "skipped")
+                    image = load_rgb(path)
+                    group.append((path, transform(image), view(image), image.size))
             except UsageError as exc:
                 failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
-            except Exception as exc:  # one bad file must not stop the others
-                failures.append(f"{path}: not a readable image ({exc.__class__.__name__}); skipped")
         if group:
             decoded.append([(path, picture, size) for path, _, picture, size in group])
             yield torch.stack([x for _, x, _, _ in group])

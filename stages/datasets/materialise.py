@@ -19,7 +19,7 @@ from ..errors import WRITE_FIXES, UsageError
 from ..store.atomic import atomic_dir, write_json
 from . import archive, fetch, sources
 from .fetch import file_sha256
-from .images import check_pixels
+from .images import check_pixels, readable
 from .layout import PROVENANCE, check_regular, is_data_name, validate_category
 
 
@@ -30,19 +30,16 @@ def cache_dir() -> Path:
 
 def decode_fully(path: Path) -> tuple[int, int]:
     """Decode the whole file (not just its header); return (width, height)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
-            with Image.open(path) as image:
-                check_pixels(image, path, "remove it or resize it")
-                image.load()
-                return image.size
-    except UsageError:
-        raise
-    except Image.DecompressionBombError:
-        raise UsageError(f"{path}: refused as a decompression bomb; remove it") from None
-    except Exception as exc:  # PIL raises many types for bad files
-        raise UsageError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); replace or remove it") from None
+    with readable(path, "replace or remove it"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+                with Image.open(path) as image:
+                    check_pixels(image, path, "remove it or resize it")
+                    image.load()
+                    return image.size
+        except Image.DecompressionBombError:
+            raise UsageError(f"{path}: refused as a decompression bomb; remove it") from None
 
 
 def _unpack_into(archive_path: Path, category: str, tmp: Path, fix: str) -> None:
