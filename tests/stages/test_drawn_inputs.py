@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from stages import cli
 
-from helpers import REPO, edit_params, small_copy
+from helpers import lite0_model
 
 LITE0 = "efficientnet_lite0"
 ARGS = ["-c", "hazelnut_toy", "-b", LITE0]
@@ -145,22 +145,8 @@ def _set(node: dict, dotted: str, value: object) -> None:
 
 @pytest.fixture(scope="module")
 def trained(sample_root, tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("drawn")
-    shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    small_copy(sample_root, project / "data/sample/hazelnut_toy", train=4, good=1, defective=1)
-    edit_params(
-        project,
-        **{
-            "run.categories": ["hazelnut_toy"],
-            "run.backbones": [LITE0],
-            "coreset.holdout_folds": 2,
-            "evaluate.bootstrap": 5,
-            "extract.num_workers": 0,
-        },
-    )
-    for command in ("extract", "coreset", "evaluate"):
-        assert _run(project, command, *ARGS) == (0, "")
-    return project
+    changes = {"run.categories": ["hazelnut_toy"], "coreset.holdout_folds": 2, "evaluate.bootstrap": 5, "extract.num_workers": 0}
+    return lite0_model(sample_root, tmp_path_factory.mktemp("drawn"), (4, 1, 1), **changes)
 
 
 @given(data=st.data())
