@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+# MVTec AD's evaluation code (pro_curve_util.py) labels each ground-truth mask with a 3 x 3
+# structuring element of ones: pieces touching only at a corner are one defect region.
+REGION_STRUCTURE = np.ones((3, 3), dtype=bool)
+
 
 def thresholds(maps: np.ndarray, bins: int) -> np.ndarray:
     """Ascending score thresholds: all distinct values if few, else evenly spaced quantiles."""
@@ -42,7 +46,7 @@ def count_pixels(masks: np.ndarray, maps: np.ndarray, bins: int = 1000) -> Pixel
         mask = np.asarray(mask, dtype=bool)
         neg.append(np.bincount(idx[~mask], minlength=t))
         pos.append(np.bincount(idx[mask], minlength=t))
-        labels, n = ndimage.label(mask)  # 4-connectivity, as the MVTec AD evaluation code
+        labels, n = ndimage.label(mask, structure=REGION_STRUCTURE)
         for r in range(1, n + 1):
             regions.append(np.bincount(idx[labels == r], minlength=t))
             owner.append(i)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from stages.core.localization import (
@@ -114,3 +115,66 @@ def test_resampled_aurocs_equal_sklearn_per_resample_ties_included():
     got = resampled_image_aurocs(labels, scores, picks)
     expected = [roc_auc_score(labels[p], scores[p]) for p in picks]
     assert np.allclose(got, expected, rtol=0, atol=1e-12) and len(set(np.round(got, 6))) > 20
+
+
+def _regions_8(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Connected components by flood fill over the 8 neighbours (MVTec's 3 x 3 structuring element)."""
+    seen = np.zeros_like(mask, dtype=bool)
+    out = []
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        seen[start], stack, region = True, [start], []
+        while stack:
+            y, x = stack.pop()
+            region.append((y, x))
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    q = (y + dy, x + dx)
+                    if 0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1] and mask[q] and not seen[q]:
+                        seen[q] = True
+                        stack.append(q)
+        out.append(region)
+    return out
+
+
+def _mvtec_aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float) -> float:
+    """MVTec AD's definition, from scratch: at every distinct score t, FPR = share of normal pixels >= t
+    and PRO = mean over regions of the share of the region >= t; the curve from (0, 0) to (1, 1),
+    cut at max_fpr by linear interpolation, integrated by trapezoids and divided by max_fpr."""
+    normal = maps[~masks]
+    regions = [np.array([amap[p] for p in region]) for mask, amap in zip(masks, maps) for region in _regions_8(mask)]
+    points = [(0.0, 0.0), (1.0, 1.0)]
+    for t in np.unique(maps):
+        points.append((float(np.mean(normal >= t)), float(np.mean([np.mean(r >= t) for r in regions]))))
+    points.sort()
+    area = 0.0
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 >= max_fpr:
+            break
+        if x1 > max_fpr:
+            y1, x1 = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0), max_fpr
+        area += (x1 - x0) * (y0 + y1) / 2
+    return area / max_fpr
+
+
+def test_aupro_regions_are_8_connected_as_mvtec_evaluation_code():
+    # two defect pixels touching at a corner are one region: found together, PRO jumps 0 -> 1
+    mask = np.zeros((1, 4, 4), dtype=bool)
+    mask[0, 1, 1] = mask[0, 2, 2] = True
+    c = count_pixels(mask, np.zeros((1, 4, 4), dtype=np.float32))
+    assert len(c.regions) == 1 and c.regions.sum() == 2
+    # random masks of thin diagonal strokes, where 4- and 8-connected regions differ, against the definition
+    rng = np.random.default_rng(7)
+    masks = np.zeros((3, 24, 24), dtype=bool)
+    for m in masks:
+        for _ in range(4):
+            y, x, d = rng.integers(0, 18), rng.integers(0, 18), rng.choice([-1, 1])
+            for k in range(6):
+                m[y + k, x + (k if d == 1 else 5 - k)] = True
+    maps = np.round(rng.random(masks.shape) + 0.6 * masks * rng.random(masks.shape), 2).astype(np.float32)
+    c = count_pixels(masks, maps)
+    ours = aupro(c.neg.sum(0), region_shares(c.regions), 0.3)
+    assert ours == pytest.approx(_mvtec_aupro(masks, maps, 0.3), abs=1e-9)
+    four = sum(ndimage.label(m)[1] for m in masks)
+    assert four > len(c.regions), "the test masks must tell 4- from 8-connectivity apart"
