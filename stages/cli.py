@@ -130,6 +130,50 @@ def gate(
     typer.echo(f"metric gate: every committed AUROC within {tolerance}")
 
 
+@app.command("check-links")
+def check_links(url: list[str] = typer.Option([], "--url", help="check these links instead of every known MVTec AD link")) -> None:
+    """Request the first byte of every known download link; exit 1 when one is dead (the monthly workflow)."""
+    from .datasets import fetch, sources
+
+    links = {"--url": tuple(url)} if url else sources.known_links()
+    dead = 0
+    for item, urls in links.items():
+        for link in urls:
+            problem = fetch.check_link(link)
+            dead += problem is not None
+            typer.echo(f"{'dead' if problem else 'ok  '} {item}: {link}{' (' + problem + ')' if problem else ''}")
+    if dead:
+        typer.echo(
+            f"{dead} dead link(s): put the current link first in stages/datasets/sources.py (MVTec lists them at {sources.MVTEC_PAGE})", err=True
+        )
+        raise typer.Exit(1)
+
+
+@app.command("plots-report")
+def plots_report(
+    revisions: list[str] = typer.Argument(None, help="git revisions to compare the workspace with (none: the workspace alone)"),
+    out: Path = typer.Option(Path("plots-report"), "--out", help="folder for the PNGs and plots.md (replaced whole)"),
+    targets: list[str] = typer.Option([], "--targets", help="plot files or ids of dvc.yaml (default: all)"),
+) -> None:
+    """Render `dvc plots diff` (or `dvc plots show`) as PNG pictures and a markdown page, offline (vl-convert)."""
+    from .reports import plots_report as report
+
+    typer.echo(report.render(revisions or [], out, targets))
+
+
+@app.command()
+def compare(
+    category: str = CATEGORY,
+    out: Path = typer.Option(Path("plots/train_fraction.png"), "--out", help="the figure (PNG)"),
+    rev: str = typer.Option(None, "--rev", help="experiments of this baseline commit (default: HEAD's)"),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="experiments of every commit"),
+) -> None:
+    """Image AUROC against the training fraction per backbone, from `dvc exp show --json`, with the 95% intervals as bands."""
+    from .reports import compare as report
+
+    typer.echo(report.main(category, out, rev, all_commits))
+
+
 def _terminated(signum: int, _frame: object) -> None:
     # SystemExit unwinds the stage like any error: the atomic writes remove their temporaries
     raise SystemExit(128 + signum)

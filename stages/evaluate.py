@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from .config import AggregationSettings, BackboneSettings, EvaluateSettings, Params
 from .core import records, thresholds
@@ -20,15 +17,15 @@ from .core.localization import (
     region_shares,
     roc_from_counts,
 )
-from .core.metrics import bootstrap, image_auroc, pixel_auroc
+from .core.metrics import bootstrap, image_ap, image_auroc, pixel_auroc
 from .core.regions import CONNECTIVITY, decide, verdict
 from .datasets.images import crop_box, load_mask, load_rgb, network_view, readable
 from .datasets.layout import PROVENANCE, read_provenance
 from .engines import settings as engine_settings
 from .engines.evaluation import Scored, score
 from .errors import UsageError
-from .store import decisions, figures, paths
-from .store.atomic import atomic_path, write_json
+from .store import decisions, figures, paths, plot_data
+from .store.atomic import write_json
 from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
 from .store.output_set import output_set
 
@@ -70,7 +67,7 @@ def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict) -> dict:
     reasons = dict(reasons)
     no_auroc = records.no_auroc(s.labels)
     if no_auroc:
-        reasons.update({"image_auroc": no_auroc, "ci95": no_auroc})
+        reasons.update({"image_auroc": no_auroc, "image_ap": no_auroc, "ci95": no_auroc})
     if no_pixel:
         why = "no defect masks among the test images" if len(s.labels) else no_auroc
         for key in ("pixel_auroc", "aupro", "ci95.pixel_auroc", "ci95.aupro"):
@@ -112,6 +109,7 @@ def metrics_record(
         "precision": str(s.attrs["precision"]),
         "devices": {"extract": str(s.attrs["extract_device"]), "coreset": str(s.bank_attrs["coreset_device"]), "evaluate": s.device},
         "image_auroc": None if no_auroc else round(image_auroc(s.labels, s.scores), 6),
+        "image_ap": None if no_auroc else round(image_ap(s.labels, s.scores), 6),
         "pixel_auroc": None if pix is None else round(pix, 6),
         "aupro": None if pro is None else round(pro, 6),
         "ci95": intervals,
@@ -181,19 +179,14 @@ def write_plots(
     counts: PixelCounts | None = pixel[3]
     mask_of: dict = pixel[4]
     plots.mkdir(parents=True, exist_ok=True)
-    has_roc = record["image_auroc"] is not None
-    fpr, tpr, _ = roc_curve(s.labels, s.scores) if has_roc else (np.zeros(0), np.zeros(0), None)
-    write_json(plots / "roc.json", {"roc": [{"fpr": round(float(a), 6), "tpr": round(float(b), 6)} for a, b in zip(fpr, tpr)]})
+    curves = plot_data.image_curves(s.labels, s.scores)
+    plot_data.write_curves(plots, {**curves, "pro": plot_data.pro_points(counts)})
+    image_roc = tuple(np.array([[r["fpr"], r["tpr"]] for r in curves["roc"]]).reshape(-1, 2).T)
     pixel_roc = roc_from_counts(counts.neg.sum(0), counts.pos.sum(0)) if counts is not None else None
-    note = None if has_roc else record["null_reasons"]["image_auroc"]
-    figures.roc_figure(plots / "roc.png", title, (fpr, tpr), record["image_auroc"], pixel_roc, record["pixel_auroc"], note)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "label", "score", "anomalous"])
-    for path, label, value in zip(s.paths, s.labels, s.scores):
-        writer.writerow([path, int(label), f"{value:.6f}", "" if threshold is None else int(verdict(value, threshold) == "anomalous")])
-    with atomic_path(plots / "scores.csv", ".csv") as tmp:
-        tmp.write_text(buffer.getvalue())
+    note = None if record["image_auroc"] is not None else record["null_reasons"]["image_auroc"]
+    figures.roc_figure(plots / "roc.png", title, image_roc, record["image_auroc"], pixel_roc, record["pixel_auroc"], note)
+    anomalous = None if threshold is None else [verdict(v, threshold) == "anomalous" for v in s.scores]
+    plot_data.write_scores(plots / "scores.csv", list(s.paths), s.labels, s.scores, anomalous)
     order = np.argsort(-s.scores, kind="stable")
     chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
     view = network_view(backbone)

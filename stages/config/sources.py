@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import StrictStr, model_validator
+from pydantic import AfterValidator, Field, StrictStr, model_validator
 
 from .names import Name
 from .types import Section
+
+
+def _link(url: str) -> str:
+    """An https URL (plain http only to this machine itself, as the download allows)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or not parts.hostname:
+        raise ValueError(f"{url!r} is not an https URL; give each link as https://host/path")
+    return url
+
+
+Link = Annotated[StrictStr, AfterValidator(_link)]
 
 Source = Literal["bundled", "mvtec", "url", "archive", "folder"]
 SOURCES: tuple[str, ...] = Source.__args__  # type: ignore[attr-defined]
@@ -20,14 +34,21 @@ class DatasetSpec(Section):
     source: Source
     path: StrictStr | None = None  # archive/folder: the local copy; mvtec: an optional local copy
     url: StrictStr | None = None
+    # links tried in order, each moved on from only when dead (HTTP 404/410); for mvtec they
+    # replace the known ones and may hold {category}
+    urls: list[Link] | None = Field(default=None, min_length=1, max_length=20)
     sha256: StrictStr | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> DatasetSpec:
         if self.source in ("archive", "folder") and not self.path:
             raise ValueError(f"'path' is required for source '{self.source}': the local {self.source} to read")
-        if self.source == "url" and not (self.url and self.sha256):
-            raise ValueError("needs 'url' and its 'sha256' for source 'url'; the checksum is checked before use")
+        if self.source == "url" and not ((self.url or self.urls) and self.sha256):
+            raise ValueError("needs 'url' (or a list 'urls') and its 'sha256' for source 'url'; the checksum is checked before use")
+        if self.urls and self.source not in ("url", "mvtec"):
+            raise ValueError(f"'urls' is read for sources 'url' and 'mvtec', not '{self.source}'; remove it")
+        if self.name == "overlay":
+            raise ValueError("'overlay' is taken: plots/overlay/ holds the backbones' curves side by side; name the data set otherwise")
         if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower())):
             raise ValueError("'sha256' must be 64 hexadecimal digits")
         return self

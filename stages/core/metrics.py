@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .localization import aupro, auroc_from_counts, region_shares
 
 
 def image_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(np.asarray(labels, dtype=np.int8), np.asarray(scores, dtype=np.float64)))
+
+
+def image_ap(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of the image scores (defective = positive): the step-wise area under the PR curve, no interpolation."""
+    return float(average_precision_score(np.asarray(labels, dtype=np.int8), np.asarray(scores, dtype=np.float64)))
 
 
 def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-METRICS = ("image_auroc", "pixel_auroc", "aupro")
+METRICS = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
 SOURCE_OF = {"f1_at_threshold": "threshold_metrics.f1", "false_reject_rate": "threshold_metrics.false_reject_rate"}  # summary key -> record key
 
 

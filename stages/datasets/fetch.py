@@ -19,6 +19,15 @@ from tqdm import tqdm
 from ..errors import UsageError
 
 CHUNK = 1 << 20
+GONE = (404, 410)  # the server says the file is not there: a moved or dead link, not a network fault
+
+
+class DeadLink(UsageError):
+    """HTTP 404 or 410: the link itself is dead, so the next known link is worth trying."""
+
+    def __init__(self, url: str, code: int, reason: str):
+        super().__init__(f"{url}: the server answered HTTP {code} {reason}; the link is dead or has moved")
+        self.url, self.code = url, code
 
 
 def _is_loopback(host: str) -> bool:
@@ -85,6 +94,8 @@ def _transfer(url: str, part: Path, context: ssl.SSLContext, timeout: float) -> 
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and start:  # asked past the end: the partial file is already whole
             return
+        if exc.code in GONE:
+            raise DeadLink(url, exc.code, exc.reason) from None
         raise UsageError(f"{url}: the server answered HTTP {exc.code} {exc.reason}; check the URL") from None
     if total is not None and part.stat().st_size < total:
         raise http.client.IncompleteRead(b"", total - part.stat().st_size)
@@ -130,3 +141,37 @@ def fetch(url: str, dest: Path, sha256: str | None = None, retries: int = 5, tim
             raise UsageError(f"{url}: sha256 {actual} does not match the published {sha256}; the corrupt download was deleted, run again")
     os.replace(part, dest)
     return dest
+
+
+def fetch_first(urls: tuple[str, ...], dest: Path, sha256: str | None, key: str, known: bool) -> tuple[str, Path]:
+    """Try ``urls`` in order, moving on only from a dead link; returns the link that served and the file.
+
+    ``key`` is the params.yaml key that overrides the links; ``known``: the links are the
+    project's own list (not the user's), so the fix is to override it rather than correct it.
+    """
+    dead = []
+    for url in urls:
+        try:
+            return url, fetch(url, dest, sha256)
+        except DeadLink as exc:
+            dead.append(f"{url} (HTTP {exc.code})")
+    fix = (
+        f"the publisher has moved its files: put the current link in params.yaml '{key}' (a list of https URLs, tried in order)"
+        if known
+        else f"correct the links in params.yaml '{key}'"
+    )
+    raise UsageError(f"every link is dead: {', '.join(dead)}; {fix}, or set the data set's 'path' to a local copy")
+
+
+def check_link(url: str, timeout: float = 30.0) -> str | None:
+    """None when ``url`` serves a file (a ranged request for its first byte), else what is wrong with it."""
+    check_url(url)
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()), _CheckedRedirects())
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return None if response.status in (200, 206) else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        return f"unreachable ({getattr(exc, 'reason', exc)})"

@@ -73,11 +73,29 @@ def _mvtec_local(path: Path, category: str, tmp: Path) -> dict:
         return {"location": str(folder), "sha256": None}
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
-            archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URL}")
+            archive.verify(path, sources.MVTEC_FULL_SHA256, f"download the MVTec AD archive again from {sources.MVTEC_FULL_URLS[0]}")
         _unpack_into(path, category, tmp, "replace it with a good copy (download.mvtec.path points at it)")  # checked by its file counts
         return {"location": str(path), "member": category, "sha256": file_sha256(path)}
     else:
         raise UsageError(f"{path}: not found; set download.mvtec.path to the MVTec AD archive, a <category>.tar.xz or an extracted folder")
+
+
+def _file_name(url: str, default: str) -> str:
+    return Path(url.split("?")[0]).name or default
+
+
+def _download_mvtec(spec: DatasetSpec, category: str) -> tuple[str, Path, str]:
+    """MVTec AD from the first live link: ``download.<name>.urls`` ({category} is filled in), else the known ones.
+
+    A link to the full archive is checked against its published sha256; MVTec publishes none
+    per category, so a category archive's digest is recorded and its file counts are checked.
+    """
+    key = f"download.{spec.name}.urls"
+    links = tuple(u.replace("{category}", category) for u in spec.urls) if spec.urls else sources.mvtec_category_urls(category)
+    full = _file_name(links[0], "") == sources.MVTEC_FULL_NAME
+    name = sources.MVTEC_FULL_NAME if full else f"{category}.tar.xz"
+    location, path = fetch.fetch_first(links, cache_dir() / "mvtec" / name, sources.MVTEC_FULL_SHA256 if full else None, key, not spec.urls)
+    return location, path, sources.MVTEC_FULL_SHA256 if full else file_sha256(path)
 
 
 def _fill(spec: DatasetSpec, category: str, tmp: Path) -> dict:
@@ -91,14 +109,15 @@ def _fill(spec: DatasetSpec, category: str, tmp: Path) -> dict:
     elif spec.source == "mvtec" and spec.path:
         return _mvtec_local(Path(spec.path).expanduser(), category, tmp)
     elif spec.source == "mvtec":
-        location = sources.mvtec_category_url(category)
-        path = fetch.fetch(location, cache_dir() / "mvtec" / f"{category}.tar.xz")
+        location, path, sha256 = _download_mvtec(spec, category)
         fix = f"delete the downloaded {path} and run again to fetch it anew"
-        sha256 = file_sha256(path)  # MVTec publishes none per category: recorded, and the file counts are checked
     elif spec.source == "url":
-        assert spec.url is not None and spec.sha256 is not None  # the settings require both for this source
-        location, sha256 = spec.url, spec.sha256
-        path = fetch.fetch(spec.url, cache_dir() / spec.name / (Path(spec.url.split("?")[0]).name or "archive"), spec.sha256)
+        assert spec.sha256 is not None  # the settings require it, and a url or urls, for this source
+        links = tuple(spec.urls or [str(spec.url)])
+        location, path = fetch.fetch_first(
+            links, cache_dir() / spec.name / _file_name(links[0], "archive"), spec.sha256, f"download.{spec.name}.urls", False
+        )
+        sha256 = spec.sha256
         fix = f"delete the downloaded {path} and run again to fetch it anew"
     elif spec.source == "archive":
         path = Path(str(spec.path)).expanduser()

@@ -173,7 +173,12 @@ def put_folder(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def json_text(obj: object) -> str:
+    """Deterministic JSON: sorted keys, fixed indent, one final newline."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(target: Path, obj: object) -> None:
-    """Deterministic JSON (sorted keys, fixed indent) written atomically."""
+    """Deterministic JSON written atomically."""
     with atomic_path(Path(target), ".json") as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json_text(obj))

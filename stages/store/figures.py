@@ -77,3 +77,27 @@ def maps_figure(out: Path, title: str, panels: list[dict], vmax: float) -> None:
 def save_overlay(out: Path, image: Image.Image, amap: np.ndarray, vmax: float) -> None:
     with atomic_path(out, ".png") as tmp:
         Image.fromarray(heat_overlay(image, amap, vmax)).save(tmp, format="png")
+
+
+def fraction_figure(out: Path, title: str, points: list) -> None:
+    """points: objects with backbone, fraction, auroc, ci95 (or None); one line per backbone, its 95% interval as a band."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for backbone in sorted({p.backbone for p in points}):
+        mine = sorted((p for p in points if p.backbone == backbone and p.auroc is not None), key=lambda p: p.fraction)
+        x = [p.fraction for p in mine]
+        (line,) = ax.plot(x, [p.auroc for p in mine], marker="o", label=backbone)
+        banded = [p for p in mine if p.ci95 is not None]
+        if banded:
+            ax.fill_between(
+                [p.fraction for p in banded], [p.ci95[0] for p in banded], [p.ci95[1] for p in banded], color=line.get_color(), alpha=0.18
+            )
+    ax.set_xscale("log")
+    ticks = sorted({p.fraction for p in points})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="share of train/good used (extract.train_fraction)", ylabel="image AUROC (band: 95% bootstrap interval)")
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _save(fig, out)

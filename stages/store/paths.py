@@ -47,8 +47,13 @@ def evaluate_outputs(dataset: str, category: str, backbone: str) -> tuple[list[P
     """What evaluate writes: files and folders (dvc.yaml's outs and plots, checked by a test)."""
     plots = plots_dir(dataset, category, backbone)
     files = [metrics_file(dataset, category, backbone), feature_dir(dataset, category, backbone) / "model.json"]
-    files += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "roc.png", "maps.png")]
+    files += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "pr.json", "pro.json", "roc.png", "maps.png")]
     return files, [plots / "masks"]
 
 
 SUMMARY = Path("metrics") / "summary.json"
+OVERLAY = Path("plots") / "overlay"  # summarize: each curve of every backbone, per category (dvc.yaml's top-level plots)
+
+
+def overlay_file(kind: str, category: str) -> Path:
+    return _under(OVERLAY.as_posix(), kind, f"{category}.json")

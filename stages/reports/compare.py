@@ -1,0 +1,145 @@
+"""`patchcore compare`: image AUROC against the training fraction, per backbone, from `dvc exp show --json`.
+
+The seed's experiment (does CLIP RN50x16 beat WRN50 on a quarter of the training set?) is a
+grid of DVC experiments over `extract.train_fraction`, each running every backbone of
+`run.backbones`. Only experiments that differ from their baseline commit in the training
+fraction and the run selection are points of the grid: one that changed anything else (a
+coreset ratio, a backbone's settings) answers another question and is left out, and said so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..store import paths
+from .dvc_json import dvc_json
+
+GRID_KEYS = ("extract.train_fraction", "run.backbones", "run.categories")
+
+
+@dataclass(frozen=True)
+class Point:
+    backbone: str
+    fraction: float
+    auroc: float | None
+    ci95: tuple[float, float] | None
+    train_images: int | None
+    experiment: str
+
+
+def _flat(obj: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(obj, dict):
+        return {prefix.rstrip("."): obj}
+    out: dict[str, object] = {}
+    for key, value in obj.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def _runs(entry: dict, baseline: dict | None = None) -> list[tuple[dict, dict]]:
+    """(experiment, its baseline commit) for every experiment under a `dvc exp show --json` entry."""
+    found = []
+    for group in entry.get("experiments") or []:
+        for run in group.get("revs") or [] if isinstance(group, dict) else []:
+            if isinstance(run, dict):
+                found.append((run, baseline or entry))
+                found += _runs(run, baseline or entry)
+    return found
+
+
+def _params(run: dict) -> dict[str, object]:
+    data = run.get("data") or {}
+    return _flat(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+
+
+def _name(run: dict) -> str:
+    return str(run.get("name") or str(run.get("rev", "?"))[:7])
+
+
+def _differs_outside_grid(params: dict, base: dict) -> list[str]:
+    changed = {k for k in set(params) | set(base) if params.get(k) != base.get(k)}
+    return sorted(k for k in changed if k not in GRID_KEYS and not (k.startswith("backbones.") and k.endswith(".train_fraction")))
+
+
+def points(answer: object, category: str) -> tuple[list[Point], list[str]]:
+    """The grid's points for ``category`` and the experiments left out (with why)."""
+    if not isinstance(answer, list):
+        raise UsageError("'dvc exp show --json' answered something other than a list of commits; is this a DVC project?")
+    found, skipped = [], []
+    for entry in answer:
+        for run, base in _runs(entry) if isinstance(entry, dict) else []:
+            name, params = _name(run), _params(run)
+            if run.get("error") or (run.get("data") or {}).get("status") == "Failed":
+                error = run.get("error") or {}
+                said = error.get("msg", error) if isinstance(error, dict) else error
+                raise UsageError(
+                    f"experiment {name} (extract.train_fraction {params.get('extract.train_fraction')}) failed ({said or 'no message'}); "
+                    f"see 'dvc exp show', remove it with 'dvc exp remove {name}' or run it again"
+                )
+            other = _differs_outside_grid(params, _params(base))
+            if other:
+                skipped.append(f"{name} (also changes {', '.join(other[:3])})")
+                continue
+            categories = params.get("run.categories")
+            if not isinstance(categories, list) or category not in categories:
+                skipped.append(f"{name} (run.categories has no {category})")
+                continue
+            found += _points_of(run, name, params, category)
+    return found, skipped
+
+
+def _points_of(run: dict, name: str, params: dict, category: str) -> list[Point]:
+    metrics = ((run.get("data") or {}).get("metrics")) or {}
+    dataset = str(params.get("run.dataset"))
+    out = []
+    for backbone in params.get("run.backbones") or []:
+        path = paths.metrics_file(dataset, category, str(backbone)).as_posix()
+        record = (metrics.get(path) or {}).get("data")
+        if not isinstance(record, dict):
+            raise UsageError(
+                f"experiment {name} has no {path}: that grid point did not finish; run it again (dvc exp run) or remove it (dvc exp remove {name})"
+            )
+        fraction = params.get(f"backbones.{backbone}.train_fraction", params.get("extract.train_fraction"))
+        ci = (record.get("ci95") or {}).get("image_auroc")
+        out.append(
+            Point(str(backbone), float(fraction), record.get("image_auroc"), tuple(ci) if ci else None, record.get("train_images"), name)  # type: ignore[arg-type]
+        )
+    return out
+
+
+def table(grid: list[Point]) -> str:
+    """Markdown: one row per training fraction, one column per backbone (AUROC [95% interval], training images)."""
+    backbones = sorted({p.backbone for p in grid})
+    cell = {(p.fraction, p.backbone): p for p in grid}
+    lines = ["| train fraction | " + " | ".join(backbones) + " |", "|---" * (len(backbones) + 1) + "|"]
+    for fraction in sorted({p.fraction for p in grid}, reverse=True):
+        row = []
+        for b in backbones:
+            p = cell.get((fraction, b))
+            if p is None or p.auroc is None:
+                row.append("-")
+            else:
+                ci = f" [{p.ci95[0]:.4f}, {p.ci95[1]:.4f}]" if p.ci95 else ""
+                row.append(f"{p.auroc:.4f}{ci} ({p.train_images} images)")
+        lines.append(f"| {fraction:g} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(category: str, out: Path, revision: str | None, all_commits: bool) -> str:
+    args = ["exp", "show", "--all-commits"] if all_commits else ["exp", "show", *(["--rev", revision] if revision else [])]
+    grid, skipped = points(dvc_json(*args), category)
+    if not grid:
+        why = f"; left out: {'; '.join(skipped)}" if skipped else ""
+        raise UsageError(
+            f"no experiments of the train-fraction grid with {category} in 'dvc {' '.join(args)}'{why}; queue them as README 'The seed's experiment' shows"
+        )
+    unique: dict[tuple[str, float], Point] = {}
+    for p in grid:  # dvc lists the newest first: an older run of the same point is left out
+        unique.setdefault((p.backbone, p.fraction), p)
+    from ..store.figures import fraction_figure  # matplotlib only once there is something to draw
+
+    fraction_figure(out, f"image AUROC against the training fraction: {category}", sorted(unique.values(), key=lambda p: (p.backbone, p.fraction)))
+    note = f"\nleft out: {'; '.join(skipped)}" if skipped else ""
+    return f"{table(list(unique.values()))}\n{len(unique)} points from {len({p.experiment for p in unique.values()})} experiments -> {out}{note}"

@@ -1,0 +1,25 @@
+"""Running a `dvc ... --json` command and reading its answer; a failure is one line naming the command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from ..errors import UsageError
+
+
+def dvc_json(*args: str) -> object:
+    """The parsed JSON that ``dvc <args> --json`` prints (run in the current folder, the project's root)."""
+    command = ["dvc", *args, "--json"]
+    shown = " ".join(command)
+    if shutil.which("dvc") is None:
+        raise UsageError(f"'{shown}': dvc is not on PATH; install the project (pip install -e .) in this environment")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = [line for line in done.stderr.splitlines() if line.strip()]
+        raise UsageError(f"'{shown}' failed (exit {done.returncode}): {said[-1] if said else 'no message'}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise UsageError(f"'{shown}' printed no JSON; run it by hand to see why") from None
