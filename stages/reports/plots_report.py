@@ -34,7 +34,10 @@ def vega_plots(answer: object) -> list[tuple[str, list[str], dict]]:
     if not isinstance(data, dict):
         raise UsageError("'dvc plots' answered without a 'data' object; is this a DVC project with plots in dvc.yaml?")
     found = []
+    defined = {plot_id.partition("::")[2] for plot_id in data if "::" in plot_id}
     for plot_id, entries in sorted(data.items()):
+        if plot_id in defined:  # a target given as a path comes back twice: as dvc.yaml defines it, and raw
+            continue
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("type") == "vega" and isinstance(entry.get("content"), dict):
                 found.append((plot_id, list(entry.get("revisions", [])), entry["content"]))
@@ -44,9 +47,8 @@ def vega_plots(answer: object) -> list[tuple[str, list[str], dict]]:
 def render(revisions: list[str], out: Path, targets: list[str]) -> str:
     """Render the plots of the workspace against ``revisions`` (none: the workspace alone) into ``out``."""
     vl_convert = _renderer()
-    args = ["plots", "diff", *revisions] if revisions else ["plots", "show"]
-    if targets:
-        args += ["--targets", *targets]
+    # diff takes revisions as positionals and plots as --targets; show takes the plots as positionals
+    args = ["plots", "diff", *revisions, *(["--targets", *targets] if targets else [])] if revisions else ["plots", "show", *targets]
     with tempfile.TemporaryDirectory() as scratch:  # dvc writes image plots there; only the data plots are drawn
         plots = vega_plots(dvc_json(*args, "--out", scratch))
     if not plots:
