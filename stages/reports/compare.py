@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..store import paths
-from .dvc_json import dvc_json
+from .dvc_json import committed_json, dvc_json
 
 GRID_KEYS = ("extract.train_fraction", "run.backbones", "run.categories")
 
@@ -27,6 +27,8 @@ class Point:
     ci95: tuple[float, float] | None
     train_images: int | None
     experiment: str
+    weights: str
+    data: str  # the data set, category and where it came from
 
 
 def _flat(obj: object, prefix: str = "") -> dict[str, object]:
@@ -96,16 +98,21 @@ def _points_of(run: dict, name: str, params: dict, category: str) -> list[Point]
     out = []
     for backbone in params.get("run.backbones") or []:
         path = paths.metrics_file(dataset, category, str(backbone)).as_posix()
-        record = (metrics.get(path) or {}).get("data")
-        if not isinstance(record, dict):
+        if not isinstance((metrics.get(path) or {}).get("data"), dict):
             raise UsageError(
                 f"experiment {name} has no {path}: that grid point did not finish; run it again (dvc exp run) or remove it (dvc exp remove {name})"
             )
+        # dvc's table drops list values such as the intervals: the experiment's commit holds the whole record
+        record = committed_json(str(run.get("rev")), path)
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} in experiment {name} is not a metrics record; rerun it")
         fraction = params.get(f"backbones.{backbone}.train_fraction", params.get("extract.train_fraction"))
         ci = (record.get("ci95") or {}).get("image_auroc")
-        out.append(
-            Point(str(backbone), float(fraction), record.get("image_auroc"), tuple(ci) if ci else None, record.get("train_images"), name)  # type: ignore[arg-type]
-        )
+        raw = record.get("data")
+        data: dict = raw if isinstance(raw, dict) else {}
+        origin = f"{dataset}/{category} ({data.get('source', 'source unknown')}: {data.get('location', '?')})"
+        auroc, images = record.get("image_auroc"), record.get("train_images")
+        out.append(Point(str(backbone), float(fraction), auroc, tuple(ci) if ci else None, images, name, str(record.get("weights")), origin))  # type: ignore[arg-type]
     return out
 
 
@@ -127,19 +134,27 @@ def table(grid: list[Point]) -> str:
     return "\n".join(lines)
 
 
-def main(category: str, out: Path, revision: str | None, all_commits: bool) -> str:
-    args = ["exp", "show", "--all-commits"] if all_commits else ["exp", "show", *(["--rev", revision] if revision else [])]
-    grid, skipped = points(dvc_json(*args), category)
+def report(answer: object, category: str, out: Path, source: str) -> str:
+    """The figure and the table from a `dvc exp show --json` answer (``source`` names the command, for messages)."""
+    grid, skipped = points(answer, category)
     if not grid:
         why = f"; left out: {'; '.join(skipped)}" if skipped else ""
         raise UsageError(
-            f"no experiments of the train-fraction grid with {category} in 'dvc {' '.join(args)}'{why}; queue them as README 'The seed's experiment' shows"
+            f"no experiments of the train-fraction grid with {category} in '{source}'{why}; queue them as README 'The seed's experiment' shows"
         )
     unique: dict[tuple[str, float], Point] = {}
     for p in grid:  # dvc lists the newest first: an older run of the same point is left out
         unique.setdefault((p.backbone, p.fraction), p)
     from ..store.figures import fraction_figure  # matplotlib only once there is something to draw
 
-    fraction_figure(out, f"image AUROC against the training fraction: {category}", sorted(unique.values(), key=lambda p: (p.backbone, p.fraction)))
+    chosen = sorted(unique.values(), key=lambda p: (p.backbone, p.fraction))
+    origins = "; ".join(sorted({p.data for p in chosen}))
+    fraction_figure(out, f"image AUROC against the training fraction\n{origins}", chosen, {p.backbone: p.weights for p in chosen})
     note = f"\nleft out: {'; '.join(skipped)}" if skipped else ""
-    return f"{table(list(unique.values()))}\n{len(unique)} points from {len({p.experiment for p in unique.values()})} experiments -> {out}{note}"
+    weights = "".join(f"\n{b}: {w}" for b, w in sorted({(p.backbone, p.weights) for p in chosen}))
+    return f"{origins}{weights}\n{table(chosen)}\n{len(chosen)} points from {len({p.experiment for p in chosen})} experiments -> {out}{note}"
+
+
+def main(category: str, out: Path, revision: str | None, all_commits: bool) -> str:
+    args = ["exp", "show", "--all-commits"] if all_commits else ["exp", "show", *(["--rev", revision] if revision else [])]
+    return report(dvc_json(*args), category, out, f"dvc {' '.join(args)}")

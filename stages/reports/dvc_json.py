@@ -23,3 +23,15 @@ def dvc_json(*args: str) -> object:
         return json.loads(done.stdout)
     except ValueError:
         raise UsageError(f"'{shown}' printed no JSON; run it by hand to see why") from None
+
+
+def committed_json(rev: str, path: str) -> object:
+    """A JSON file as committed in ``rev`` (an experiment's commit holds its cache: false metrics whole)."""
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    if done.returncode != 0:
+        said = [line for line in done.stderr.splitlines() if line.strip()]
+        raise UsageError(f"'git show {rev[:12]}:{path}' failed: {said[-1] if said else 'no message'}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise UsageError(f"{path} in {rev[:12]} is not JSON; rerun that experiment") from None

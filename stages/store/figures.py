@@ -79,13 +79,13 @@ def save_overlay(out: Path, image: Image.Image, amap: np.ndarray, vmax: float) -
         Image.fromarray(heat_overlay(image, amap, vmax)).save(tmp, format="png")
 
 
-def fraction_figure(out: Path, title: str, points: list) -> None:
-    """points: objects with backbone, fraction, auroc, ci95 (or None); one line per backbone, its 95% interval as a band."""
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+def fraction_figure(out: Path, title: str, points: list, weights: dict[str, str]) -> None:
+    """points: objects with backbone, fraction, auroc, ci95 (or None); one line per backbone (its weights in the legend), its 95% interval as a band."""
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     for backbone in sorted({p.backbone for p in points}):
         mine = sorted((p for p in points if p.backbone == backbone and p.auroc is not None), key=lambda p: p.fraction)
         x = [p.fraction for p in mine]
-        (line,) = ax.plot(x, [p.auroc for p in mine], marker="o", label=backbone)
+        (line,) = ax.plot(x, [p.auroc for p in mine], marker="o", label=textwrap.fill(f"{backbone}: {weights.get(backbone, '?')}", 60))
         banded = [p for p in mine if p.ci95 is not None]
         if banded:
             ax.fill_between(
@@ -96,8 +96,8 @@ def fraction_figure(out: Path, title: str, points: list) -> None:
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.set(xlabel="share of train/good used (extract.train_fraction)", ylabel="image AUROC (band: 95% bootstrap interval)")
-    ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    ax.set_title("\n".join(textwrap.fill(line, 90) for line in title.splitlines()), fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     _save(fig, out)

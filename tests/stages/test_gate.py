@@ -53,6 +53,18 @@ def test_github_workflow_is_valid(tmp_path):
     assert lint(broken).returncode != 0  # the linter does catch a wrong key
 
 
+def test_the_plot_comment_step_is_also_in_ci_and_the_links_are_checked_monthly():
+    import yaml
+
+    pipeline = (REPO / ".github/workflows/pipeline.yml").read_text()
+    assert "patchcore plots-report" in pipeline and "patchcore plots-report" in (REPO / ".ci/run").read_text()
+    links = REPO / ".github/workflows/links.yml"
+    assert lint(links).returncode == 0
+    spec = yaml.safe_load(links.read_text())
+    cron = spec[True]["schedule"][0]["cron"].split()  # YAML 1.1 reads the key 'on' as True
+    assert cron[2] == "1" and cron[3] == "*" and "patchcore check-links" in links.read_text()
+
+
 def test_gate_fails_when_a_committed_number_becomes_null_and_passes_a_null_that_stays():
     base = {"dataset": "x", "b": {"good_only": {"image_auroc": None, "aupro": None}, "c": {"image_auroc": 0.9}}}
     nulled = {
@@ -72,22 +84,32 @@ def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
     good_only = {
         **common,
         "image_auroc": None,
+        "image_ap": None,
         "pixel_auroc": None,
         "aupro": None,
         "threshold_metrics": {"f1": None, "false_reject_rate": 0.0},
         "null_reasons": {
             "image_auroc": "no defective test images",
+            "image_ap": "no defective test images",
             "pixel_auroc": "no masks",
             "aupro": "no masks",
             "threshold_metrics.f1": "no defects",
         },
     }
-    labelled = {**common, "image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.7, "threshold_metrics": {"f1": 0.5, "false_reject_rate": 0.1}}
+    labelled = {
+        **common,
+        "image_auroc": 0.9,
+        "image_ap": 0.95,
+        "pixel_auroc": 0.8,
+        "aupro": 0.7,
+        "threshold_metrics": {"f1": 0.5, "false_reject_rate": 0.1},
+    }
     summary = summarize("d", {"b": {"g": good_only, "l": labelled}})["b"]
-    assert summary["mean"] == {"image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.7}
+    assert summary["mean"] == {"image_auroc": 0.9, "image_ap": 0.95, "pixel_auroc": 0.8, "aupro": 0.7}
     assert summary["g"]["image_auroc"] is None and summary["g"]["false_reject_rate"] == 0.0
     assert summary["g"]["null_reasons"] == {
         "image_auroc": "no defective test images",
+        "image_ap": "no defective test images",
         "pixel_auroc": "no masks",
         "aupro": "no masks",
         "f1_at_threshold": "no defects",

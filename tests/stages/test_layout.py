@@ -32,6 +32,9 @@ def test_imports_never_point_back_up(path):
             assert there in ("config", "base"), f"{path}: config imports {module}"
         elif here in ROLES:
             assert there != "stage", f"{path}: a library role imports the stage module {module}"
+        if module.startswith("stages.reports") and here != "reports":
+            # reports read what the pipeline wrote, through DVC; only the CLI reaches them
+            assert path == PACKAGE / "cli.py", f"{path}: imports {module}; only cli.py may use stages/reports/"
 
 
 def _long_functions(tree: ast.AST) -> list[tuple[str, int]]:

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import edit_params, files_under, run_cli, run_stages, small_copy
+from helpers import assert_usage_error, edit_params, files_under, run_cli, run_stages, small_copy
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,19 @@ def test_the_numbers_are_the_ones_this_method_computes_here(pipeline):
     for metric, value in PINNED.items():
         assert record[metric] == pytest.approx(value, abs=2e-5), metric
     assert record["threshold_metrics"]["threshold"] == pytest.approx(PINNED_THRESHOLD, rel=1e-4)
+
+
+def test_summarize_overlays_each_backbones_curves_and_a_damaged_curve_changes_nothing(pipeline):
+    overlay = pipeline / "plots/overlay/pr/hazelnut_toy.json"
+    rows = json.loads(overlay.read_text())["pr"]
+    assert rows and all(r["backbone"] == "efficientnet_lite0" and set(r) == {"backbone", "recall", "precision"} for r in rows)
+    curve = pipeline / "plots/sample/efficientnet_lite0/hazelnut_toy/pr.json"
+    before = {p: p.read_bytes() for p in [pipeline / "metrics/summary.json", *sorted((pipeline / "plots/overlay").rglob("*.json"))]}
+    intact = curve.read_bytes()
+    try:
+        curve.write_text('{"pr": [{"recall": "high"}]}')
+        result = run_cli("summarize", cwd=pipeline)
+        assert_usage_error(result, "plots/sample/efficientnet_lite0/hazelnut_toy/pr.json", "dvc repro -f -s evaluate@hazelnut_toy-efficientnet_lite0")
+        assert {p: p.read_bytes() for p in before} == before  # the summary and the overlays change together or not at all
+    finally:
+        curve.write_bytes(intact)
