@@ -39,8 +39,9 @@ def main() -> None:
     patches = centres[rng.integers(100, size=args.images * 784)] + rng.standard_normal((args.images * 784, args.dim), dtype=np.float32)
     masks = np.zeros((args.images, args.size, args.size), dtype=bool)
     for i in np.flatnonzero(labels):
-        patches[i * 784 + 300 : i * 784 + 340] += 4.0  # a defect: patches far from the bank
-        masks[i, 80:120, 80:120] = True
+        patches[i * 784 + 300 : i * 784 + 340] += 4.0  # a defect: patches far from the bank (grid rows 10-12)
+        lo, hi = args.size * 10 // 28, args.size * 13 // 28  # the same rows of the map, at any map size
+        masks[i, lo:hi, lo:hi] = True
     timings = {}
     t0 = time.perf_counter()
     nearest = NearestBank(bank)
@@ -60,7 +61,7 @@ def main() -> None:
     bootstrap(labels, scores, np.arange(args.images), counts, 1000, 0, 0.3)
     timings["bootstrap, 1000 resamples"] = time.perf_counter() - t0
     print(
-        f"synthetic class: {args.images} test images x 784 patches x {args.dim} dims, bank {args.bank}, maps {args.size} px; pixel AUROC {pix:.3f}, AUPRO {pro:.3f}"
+        f"synthetic class: {args.images} test images x 784 patches x {args.dim} dims, bank {args.bank}, maps {args.size} px; pixel AUROC {pix if pix is None else round(pix, 3)}, AUPRO {pro if pro is None else round(pro, 3)}"
     )
     print("| step | seconds |")
     print("|---|---|")

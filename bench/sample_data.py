@@ -41,8 +41,10 @@ def extract_params(backbone: str):
 
 
 def run_extract(root: Path, out: Path, settings, cfg) -> dict:
-    """The extract stage on a bench category, with a freshly built backbone: {"images", "seconds"}."""
-    from stages import backbones, extract
+    """The extract stage on a bench category, with a freshly built backbone and params.yaml's
+    aggregation: {"images", "seconds"}."""
+    from stages import backbones, config, extract
 
+    aggregation = config.load(REPO / "params.yaml").aggregation
     meta = {"dataset": "bench", "category": root.name, "backbone": settings.name, "arch": settings.arch}
-    return extract.run(root, out, settings, backbones.build(settings), cfg, meta)
+    return extract.run(root, out, settings, backbones.build(settings), cfg, aggregation, meta)

@@ -1,0 +1,61 @@
+"""Every bench script at a tiny size, so a changed stage signature or record format fails CI
+instead of rotting the bench (bench/extract.py and bench/extract_breakdown.py had rotted).
+Only that they run and print their tables is checked here; their figures are in bench/README.md."""
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+TINY = {
+    "coreset": (["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"], "| random | 2000 x 1536 | 10% |", 2),
+    "evaluate": (["--images", "6", "--bank", "2000", "--dim", "64", "--size", "64"], "| bootstrap, 1000 resamples |", 1),
+    "search": (["--bank", "2000", "--queries", "500", "--dim", "32"], "| 2000 x 32 | 500 |", 2),
+    "extract": (["--backbone", "efficientnet_lite0", "--repeat", "1", "--rounds", "1"], "| whole stage, num_workers=", 4),
+    "extract_breakdown": (["--backbone", "efficientnet_lite0", "--rounds", "1"], "| 0 | 135 |", 1),
+    "ray": (["--backbone", "efficientnet_lite0", "--variants", "1", "--workers", "1", "--rounds", "1"], "| True |", 2),
+    "gpu": (
+        [
+            "--scale",
+            "0.02",
+            "--categories",
+            "1",
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+            "--crossover-sizes",
+            "0",
+            "--skip-cpu",
+        ],
+        "| 3920 x 1024 | 392 |",
+        1,
+    ),
+}
+
+
+def _run(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / f"{script}.py"), *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_bench_script_runs_at_a_tiny_size(script):
+    args, row, count = TINY[script]
+    result = _run(script, args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if row in line]
+    assert len(rows) == count, result.stdout
+
+
+def test_make_surface_rebuilds_the_bundled_archive_byte_for_byte(tmp_path):
+    out = tmp_path / "surface.tar.gz"
+    result = _run("make_surface", ["--out", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256((REPO / "data/bundled/hazelnut_surface.tar.gz").read_bytes()).hexdigest()
