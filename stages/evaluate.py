@@ -181,7 +181,7 @@ def write_plots(
     plots.mkdir(parents=True, exist_ok=True)
     curves = plot_data.image_curves(s.labels, s.scores)
     plot_data.write_curves(plots, {**curves, "pro": plot_data.pro_points(counts)})
-    image_roc = tuple(np.array([[r["fpr"], r["tpr"]] for r in curves["roc"]]).reshape(-1, 2).T)
+    image_roc = ([r["fpr"] for r in curves["roc"]], [r["tpr"] for r in curves["roc"]])
     pixel_roc = roc_from_counts(counts.neg.sum(0), counts.pos.sum(0)) if counts is not None else None
     note = None if record["image_auroc"] is not None else record["null_reasons"]["image_auroc"]
     figures.roc_figure(plots / "roc.png", title, image_roc, record["image_auroc"], pixel_roc, record["pixel_auroc"], note)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictStr, model_validator
 
@@ -10,13 +12,24 @@ from .names import Name
 from .types import Section
 
 
-def _link(url: str) -> str:
-    """An https URL (plain http only to this machine itself, as the download allows)."""
-    from urllib.parse import urlsplit
-
+def fetchable(url: str) -> bool:
+    """The rule of every download: https, or plain http only to this machine itself (localhost, 127.0.0.0/8, ::1)."""
     parts = urlsplit(url)
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or not parts.hostname:
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _link(url: str) -> str:
+    if not fetchable(url) or not urlsplit(url).hostname:
         raise ValueError(f"{url!r} is not an https URL; give each link as https://host/path")
     return url
 

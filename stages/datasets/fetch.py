@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import os
 import socket
 import ssl
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..config.sources import fetchable
 from ..errors import UsageError
 
 CHUNK = 1 << 20
@@ -30,18 +30,8 @@ class DeadLink(UsageError):
         self.url, self.code = url, code
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+    if fetchable(url):
         return
     raise UsageError(f"{url}: only https URLs are fetched (plain http only from this machine itself); use the https address")
 
@@ -52,6 +42,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         check_url(newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
+    """Certificates checked with ``context``; redirects only to addresses ``check_url`` allows."""
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _CheckedRedirects())
 
 
 def file_sha256(path: Path, progress: bool = True) -> str:
@@ -76,8 +71,7 @@ def _transfer(url: str, part: Path, context: ssl.SSLContext, timeout: float) -> 
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _CheckedRedirects())
-        with opener.open(request, timeout=timeout) as response:
+        with _opener(context).open(request, timeout=timeout) as response:
             if start and response.status != 206:
                 start = 0  # the server ignored the range: start over
             length = response.headers.get("Content-Length")
@@ -167,9 +161,8 @@ def check_link(url: str, timeout: float = 30.0) -> str | None:
     """None when ``url`` serves a file (a ranged request for its first byte), else what is wrong with it."""
     check_url(url)
     request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()), _CheckedRedirects())
     try:
-        with opener.open(request, timeout=timeout) as response:
+        with _opener(ssl.create_default_context()).open(request, timeout=timeout) as response:
             return None if response.status in (200, 206) else f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code} {exc.reason}"

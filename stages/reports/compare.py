@@ -40,15 +40,10 @@ def _flat(obj: object, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _runs(entry: dict, baseline: dict | None = None) -> list[tuple[dict, dict]]:
-    """(experiment, its baseline commit) for every experiment under a `dvc exp show --json` entry."""
-    found = []
-    for group in entry.get("experiments") or []:
-        for run in group.get("revs") or [] if isinstance(group, dict) else []:
-            if isinstance(run, dict):
-                found.append((run, baseline or entry))
-                found += _runs(run, baseline or entry)
-    return found
+def _runs(entry: dict) -> list[dict]:
+    """Every experiment under one commit of a `dvc exp show --json` answer."""
+    groups = [g for g in entry.get("experiments") or [] if isinstance(g, dict)]
+    return [run for g in groups for run in g.get("revs") or [] if isinstance(run, dict)]
 
 
 def _params(run: dict) -> dict[str, object]:
@@ -71,16 +66,16 @@ def points(answer: object, category: str) -> tuple[list[Point], list[str]]:
         raise UsageError("'dvc exp show --json' answered something other than a list of commits; is this a DVC project?")
     found, skipped = [], []
     for entry in answer:
-        for run, base in _runs(entry) if isinstance(entry, dict) else []:
+        for run in _runs(entry) if isinstance(entry, dict) else []:
             name, params = _name(run), _params(run)
-            if run.get("error") or (run.get("data") or {}).get("status") == "Failed":
+            if run.get("error"):  # dvc's mark of a failed run: {"msg": "Experiment run failed", ...}
                 error = run.get("error") or {}
                 said = error.get("msg", error) if isinstance(error, dict) else error
                 raise UsageError(
                     f"experiment {name} (extract.train_fraction {params.get('extract.train_fraction')}) failed ({said or 'no message'}); "
                     f"see 'dvc exp show', remove it with 'dvc exp remove {name}' or run it again"
                 )
-            other = _differs_outside_grid(params, _params(base))
+            other = _differs_outside_grid(params, _params(entry))
             if other:
                 skipped.append(f"{name} (also changes {', '.join(other[:3])})")
                 continue
