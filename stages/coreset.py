@@ -47,8 +47,17 @@ def _rows(images: np.ndarray, per_image: int) -> np.ndarray:
     return (images[:, None] * per_image + np.arange(per_image)[None]).ravel()
 
 
+def keeps_all(settings: CoresetSettings) -> bool:
+    """Whether the coreset is every patch (ratio 1): then nothing is projected or selected,
+    since every order of all the rows is sorted into the same bank."""
+    return settings.ratio >= 1.0
+
+
 def _select(points, settings: CoresetSettings, device: torch.device, label: str) -> np.ndarray:
-    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on ``device``)."""
+    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on
+    ``device``; for a coreset of every patch, just their number)."""
+    if isinstance(points, int):
+        return np.arange(points)
     n_pick, start = coreset_size(len(points), settings.ratio), start_index(len(points), settings.seed)
     if isinstance(points, np.ndarray):
         return greedy_kcenter(points, n_pick, start, desc=label)
@@ -81,7 +90,8 @@ def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSett
     banks: list[np.ndarray] = []
     for k in range(n_folds):
         rows = _rows(np.flatnonzero(folds != k), per_image)
-        banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
+        chosen = _select(len(rows) if isinstance(points, int) else points[rows], settings, device, f"fold {k + 1}/{n_folds}")
+        banks.append(np.sort(rows[chosen]))
     return banks
 
 
@@ -107,7 +117,7 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_image)
-        points, device = _projected(patches, bank_images, per_image, settings, device)
+        points, device = (len(kept_rows), CPU) if keeps_all(settings) else _projected(patches, bank_images, per_image, settings, device)
         order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
         folds = seeded_folds(n_images, settings.holdout_folds, settings.seed) if settings.holdout_folds else np.full(n_images, -1)
         fold_rows = _fold_banks(points, folds, per_image, settings, device)

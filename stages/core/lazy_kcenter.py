@@ -156,11 +156,20 @@ def low_dimensional(points: np.ndarray, dims: int = LOW_DIMS, sample: int = 2000
     return out
 
 
-def select(points: np.ndarray, n_pick: int, start: int, advance: Callable[[int], None] | None = None, block: int = 256) -> np.ndarray:
+def select(
+    points: np.ndarray,
+    n_pick: int,
+    start: int,
+    advance: Callable[[int], None] | None = None,
+    block: int = 256,
+    ready: Callable[[], None] | None = None,
+) -> np.ndarray:
     """Greedy k-center picks (indices in pick order) of float32 ``points``, starting from ``start``.
 
     Memory: the points plus their low-dimensional copy (N x 16 x 8 bytes), a few length-N
-    arrays and the picked centres. ``advance(k)`` is called after every ``block`` picks.
+    arrays and the picked centres. ``ready()`` is called once the setup (principal components,
+    the heap) is done and before the first pick is reported; ``advance(k)`` after every
+    ``block`` picks.
     """
     points = np.ascontiguousarray(points, dtype=np.float32)
     n = len(points)
@@ -173,6 +182,8 @@ def select(points: np.ndarray, n_pick: int, start: int, advance: Callable[[int],
     keys, ids, checked = np.empty(n), np.empty(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     size = _start(points, norms, low, start, centres, centre_norms, centre_low, keys, ids, checked)
     margin = _BOUND_MARGIN * float(norms.max()) + 1e-300
+    if ready:
+        ready()
     if advance:
         advance(1)
     for t in range(1, n_pick, block):

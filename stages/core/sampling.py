@@ -83,4 +83,6 @@ def greedy_kcenter(points: np.ndarray, n_pick: int, start: int, progress: bool =
     if not np.isfinite(points).all():
         raise ValueError("the points hold NaN or infinite values")
     with tqdm(total=n_pick, desc=desc, unit="pick", disable=not progress, mininterval=1.0) as bar:
-        return lazy_kcenter.select(points, n_pick, start, advance=bar.update)
+        # the bar's clock starts when the picking does: the setup (seconds on a large bank) is
+        # not a pick, and counted as one it made the first estimate hours
+        return lazy_kcenter.select(points, n_pick, start, advance=bar.update, ready=bar.reset)

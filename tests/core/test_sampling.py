@@ -116,3 +116,33 @@ def test_non_finite_points_are_refused():
     pts[7, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         greedy_kcenter(pts, 5, 0, progress=False)
+
+
+def test_the_progress_clock_starts_after_the_setup(monkeypatch):
+    """The coreset bar's rate counts picks only: a slow setup (principal components, the heap of a
+    large bank) must not be timed as the first pick, which made the first estimate hours."""
+    import time
+
+    from stages.core import lazy_kcenter, sampling
+
+    real = lazy_kcenter.low_dimensional
+
+    def slow_setup(points, *args, **kwargs):
+        time.sleep(1.0)
+        return real(points, *args, **kwargs)
+
+    bars = []
+
+    class Recorded(sampling.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(lazy_kcenter, "low_dimensional", slow_setup)
+    monkeypatch.setattr(sampling, "tqdm", Recorded)
+    pts = clustered(np.random.default_rng(4), n=500, dim=8).astype(np.float32)
+    started = time.monotonic()
+    greedy_kcenter(pts, 50, 0, progress=True)
+    assert time.monotonic() - started >= 1.0
+    (bar,) = bars
+    assert bar.n == 50 and bar.format_dict["elapsed"] < 0.5  # the sleep is not in the bar's time

@@ -202,3 +202,25 @@ def test_region_boxes_find_a_planted_defect_in_the_original_pixels(project, tmp_
     for found, true in ((top["x"], x), (top["y"], y), (top["x"] + top["width"], x + w), (top["y"] + top["height"], y + h)):
         assert abs(found - true) <= 20, (top, (x, y, w, h))
     assert Image.open(record["mask"]).size == (320, 240)
+
+
+def test_a_coreset_of_every_patch_projects_and_selects_nothing(good_only, tmp_path, monkeypatch):
+    from stages import config, coreset
+
+    def refused(*args, **kwargs):
+        raise AssertionError("ratio 1.0 keeps every patch: nothing to project or select")
+
+    monkeypatch.setattr(coreset, "_projected", refused)
+    monkeypatch.setattr(coreset, "greedy_kcenter", refused)
+    settings = config.load(good_only / "params.yaml").coreset.model_copy(update={"ratio": 1.0})
+    folder = good_only / "features/mine/parts/efficientnet_lite0"
+    done = coreset.run(folder / "train.h5", tmp_path / "bank.h5", settings)
+    per_image = 28 * 28
+    assert done["bank_size"] == 8 * per_image
+    with h5py.File(tmp_path / "bank.h5") as b, h5py.File(folder / "train.h5") as f:
+        assert np.array_equal(b["indices"][()], np.arange(8 * per_image))
+        assert np.array_equal(b["bank"][()], f["patches"][()])
+        folds, rows, starts = b["image_folds"][()], b["fold_rows"][()], b["fold_starts"][()]
+        for k in range(5):
+            others = (np.flatnonzero(folds != k)[:, None] * per_image + np.arange(per_image)).ravel()
+            assert np.array_equal(rows[starts[k] : starts[k + 1]], others)  # every patch of the other folds
