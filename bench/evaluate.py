@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stages.core.localization import aupro, count_pixels, region_shares  # noqa: E402
 from stages.core.metrics import bootstrap, pixel_auroc  # noqa: E402
 from stages.core.scoring import NearestBank, score_images  # noqa: E402
+from stages.engines.evaluation import SHARD_IMAGES  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +47,7 @@ def main() -> None:
     t0 = time.perf_counter()
     nearest = NearestBank(bank)
     scores, maps = np.zeros(args.images), np.zeros((args.images, args.size, args.size), dtype=np.float32)
-    step = 65536 // 784
+    step = min(SHARD_IMAGES, 65536 // 784)  # the evaluate stage's shards
     for first in range(0, args.images, step):
         rows = slice(first * 784, min(args.images, first + step) * 784)
         s, m = score_images(nearest, patches[rows], grid, 9, args.size, 4.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import backbones as bb
 from .config import Params
 from .datasets.layout import is_data_name, list_split
 from .datasets.sources import MVTEC
@@ -35,6 +34,9 @@ def classes(data: Path) -> str:
 
 
 def backbones(params: Params) -> str:
+    # torch and the model libraries load here, not for `classes`, which only lists folders
+    from . import backbones as bb
+
     rows = [("name", "architecture", "layers", "channels", "stride", "input", "patch grid x dim", "weights", "available")]
     for name, s in params.backbones.items():
         geo = bb.geometry(s)

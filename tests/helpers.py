@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,21 @@ def lite0_model(sample_root: Path, project: Path, counts: tuple[int, int, int], 
     edit_params(project, **{"run.backbones": ["efficientnet_lite0"], **changes})
     run_stages(project, "extract", "coreset", "evaluate", env=env)
     return project
+
+
+# runs the CLI as `python -m stages` does, then writes the loaded module names to a file,
+# whatever the command's exit (typer ends with SystemExit)
+_RECORDING = """
+import atexit, json, runpy, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv = ["patchcore", *sys.argv[2:]]
+runpy.run_module("stages", run_name="__main__")
+"""
+
+
+def loaded_modules(tmp_path: Path, *args: str, cwd: Path = REPO) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run the CLI with ``args``; its result and every module it had loaded when it ended."""
+    record = tmp_path / "modules.json"
+    result = subprocess.run([sys.executable, "-c", _RECORDING, str(record), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return result, set(json.loads(record.read_text()))

@@ -10,33 +10,11 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from . import devices
+from .distances import candidate_distances
 from .torch_search import TorchFlat
 
 # faiss's nearest rows re-ranked in float64: rounding never decides which row is nearest
 CANDIDATES = 4
-_CHUNK_VALUES = 1 << 22  # float64 values per re-ranking step (32 MiB), whatever the feature width
-
-
-def tree_sum(values: np.ndarray) -> np.ndarray:
-    """Sum over the last axis by pairwise halving: elementwise IEEE additions in a fixed order.
-
-    A reduction's order (and so its rounding) may depend on the CPU's vector width or a
-    library's threads; this one does not, so distances are the same bytes on every x86 machine.
-    """
-    width = values.shape[-1]
-    size = 1 << max(0, (width - 1).bit_length())
-    if size != width:
-        values = np.concatenate([values, np.zeros((*values.shape[:-1], size - width), dtype=values.dtype)], axis=-1)
-    while values.shape[-1] > 1:
-        half = values.shape[-1] // 2
-        values = values[..., :half] + values[..., half:]
-    return values[..., 0]
-
-
-def exact_distances(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Euclidean distances (M, K) in float64 between queries (M, D) and their candidate rows (M, K, D)."""
-    diff = rows.astype(np.float64) - queries[:, None, :].astype(np.float64)
-    return np.sqrt(tree_sum(diff * diff))
 
 
 class NearestBank:
@@ -92,17 +70,9 @@ class NearestBank:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         n_candidates = min(len(self.bank), k + CANDIDATES - 1)
         _, candidates = self.index.search(q, n_candidates)
-        distances = np.empty((len(q), k), dtype=np.float64)
-        index = np.empty((len(q), k), dtype=np.int64)
-        step = max(1, _CHUNK_VALUES // (n_candidates * self.bank.shape[1]))
-        for start in range(0, len(q), step):
-            cand = candidates[start : start + step]
-            exact = exact_distances(q[start : start + step], self.bank[np.maximum(cand, 0)])
-            exact[cand < 0] = np.inf  # HNSW may return fewer rows than asked for
-            order = np.lexsort((cand, exact), axis=-1)[:, :k]  # by distance, then by bank row
-            distances[start : start + step] = np.take_along_axis(exact, order, axis=-1)
-            index[start : start + step] = np.take_along_axis(cand, order, axis=-1)
-        return distances, index
+        exact = candidate_distances(q, self.bank, candidates)
+        order = np.lexsort((candidates, exact), axis=-1)[:, :k]  # by distance, then by bank row
+        return np.take_along_axis(exact, order, axis=-1), np.take_along_axis(candidates, order, axis=-1)
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
         """Euclidean distance of each query row to its nearest bank row."""
@@ -116,20 +86,28 @@ def reweighted_image_score(nearest: NearestBank, patches: np.ndarray, distances:
         s = (1 - exp|m_test* - m*| / sum_{m in N_b(m*)} exp|m_test* - m|) * s*
 
     N_b(m*) are the b nearest bank patches of m* (m* itself among them). b <= 1 turns the
-    reweighting off and returns s*.
+    reweighting off and returns s*. One image's patches; image_scores does many at once.
     """
-    j = int(np.argmax(distances))
-    s_star = float(distances[j])
-    if b <= 1:
+    return float(image_scores(nearest, patches, distances, neighbours, len(patches), b)[0])
+
+
+def image_scores(nearest: NearestBank, patches: np.ndarray, distances: np.ndarray, neighbours: np.ndarray, per_image: int, b: int) -> np.ndarray:
+    """Eq. 7 for consecutive images of ``per_image`` patches each, with one search for all
+    their m* (one query per image would scan the bank image by image, without BLAS)."""
+    n = len(patches) // per_image
+    top = distances[: n * per_image].reshape(n, per_image).argmax(axis=1) + np.arange(n) * per_image
+    s_star = distances[top].astype(np.float64)
+    if b <= 1 or n == 0:
         return s_star
-    m_star = nearest.bank[neighbours[j]]
-    _, support = nearest.search(m_star[None], k=min(b, len(nearest.bank)))
-    d = exact_distances(patches[j][None], nearest.bank[support[0]][None])[0]
-    # exp(s*) / sum exp(d), computed without overflow; math.exp and fsum, not numpy's
-    # vectorised exp, whose last bit may depend on the CPU's vector width
-    top = float(d.max())
-    weight = 1.0 - math.exp(s_star - top) / math.fsum(math.exp(float(x) - top) for x in d)
-    return weight * s_star
+    _, support = nearest.search(nearest.bank[neighbours[top]], k=min(b, len(nearest.bank)))
+    d = candidate_distances(patches[top], nearest.bank, support)
+    weights = np.empty(n)
+    for i in range(n):
+        # exp(s*) / sum exp(d), computed without overflow; math.exp and fsum, not numpy's
+        # vectorised exp, whose last bit may depend on the CPU's vector width
+        peak = float(d[i].max())
+        weights[i] = 1.0 - math.exp(float(s_star[i]) - peak) / math.fsum(math.exp(float(x) - peak) for x in d[i])
+    return weights * s_star
 
 
 def reweighting(b: int, smallest_bank: int) -> tuple[int, str | None]:
@@ -190,12 +168,10 @@ def score_images(
     n = len(patches) // per_image
     dist, nn = nearest.search(patches, 1)
     dist, nn = dist[:, 0], nn[:, 0]
-    scores = np.zeros(n, dtype=np.float64)
+    scores = image_scores(nearest, patches, dist, nn, per_image, reweight_neighbours)
     maps = np.zeros((n, size, size), dtype=np.float32)
     for i in range(n):
-        rows = slice(i * per_image, (i + 1) * per_image)
-        scores[i] = reweighted_image_score(nearest, patches[rows], dist[rows], nn[rows], reweight_neighbours)
-        maps[i] = anomaly_map(dist[rows].reshape(h, w), size, sigma)
+        maps[i] = anomaly_map(dist[i * per_image : (i + 1) * per_image].reshape(h, w), size, sigma)
     return scores, maps
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binom, binomtest
-from sklearn.metrics import precision_recall_curve
 
 LEVEL = 0.95
 FEW_SCORES = 20  # below this a quantile threshold is in effect one of the few largest scores
@@ -35,6 +33,8 @@ def quantile_interval(scores: np.ndarray, q: float, level: float = LEVEL) -> tup
     if n == 0:
         return None, None, "no held-out scores"
     j = np.arange(1, n + 1)
+    from scipy.stats import binom  # here, not at import: predict needs none of scipy.stats (most of a second)
+
     lower_ok = np.flatnonzero(binom.sf(j - 1, n, q) >= 1 - tail)  # P(Bin >= j)
     upper_ok = np.flatnonzero(binom.cdf(j - 1, n, q) >= 1 - tail)  # P(Bin <= j - 1)
     lo = float(x[lower_ok[-1]]) if len(lower_ok) else None
@@ -55,6 +55,8 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     As anomalib's F1AdaptiveThreshold: the precision-recall curve's thresholds are the distinct
     scores; F1 = 2PR / (P + R).
     """
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, candidates = precision_recall_curve(np.asarray(labels, dtype=np.int8), np.asarray(scores, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
@@ -64,6 +66,8 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
 
 def rate_interval(hits: int, n: int, level: float = LEVEL) -> list[float]:
     """Clopper-Pearson (exact binomial) interval of a rate observed as hits out of n."""
+    from scipy.stats import binomtest
+
     ci = binomtest(hits, n).proportion_ci(confidence_level=level, method="exact")
     return [round(float(ci.low), 6), round(float(ci.high), 6)]
 

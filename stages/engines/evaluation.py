@@ -23,13 +23,17 @@ from . import ray_pool as engines
 from .score_worker import ScoreWorker
 from .settings import EngineSettings
 
+SHARD_IMAGES = 16
+
 
 def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str, fix: str):
     """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time;
     a shard with a NaN or infinite feature is refused (``fix`` says how to rebuild the file)."""
     h, w = (int(v) for v in f.attrs["grid"])
     per_image = h * w
-    step = max(1, settings.query_batch // per_image)
+    # at most SHARD_IMAGES images a shard, so that the bar moves every few seconds even against a
+    # full bank; faiss blocks queries by 4,096 anyway, so larger shards search no faster
+    step = max(1, min(SHARD_IMAGES, settings.query_batch // per_image))
     if scorer.size > 1:
         # enough shards for every worker; a shard's size cannot change a score (see core.scoring)
         step = max(1, min(step, -(-len(images) // (4 * scorer.size))))
@@ -47,8 +51,10 @@ def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSett
         for i in starts
     )
     results = scorer.map("score", shards)
-    for first, (s, m) in tqdm(zip(starts, results), total=len(starts), desc=desc, unit="batch", disable=len(images) == 0):
-        scores[first : first + len(s)], maps[first : first + len(s)] = s, m
+    with tqdm(total=len(images), desc=desc, unit="image", disable=len(images) == 0) as bar:
+        for first, (s, m) in zip(starts, results):
+            scores[first : first + len(s)], maps[first : first + len(s)] = s, m
+            bar.update(len(s))
     return scores, maps
 
 

@@ -6,21 +6,26 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")  # files only, no display
+from .atomic import atomic_path
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+def _pyplot():
+    """matplotlib's figure machinery, loaded by the figures that need it: the colour maps
+    alone (predict's heatmaps) do not, and pyplot takes most of a second to import."""
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, out: Path) -> None:
     with atomic_path(out, ".png") as tmp:
         # no timestamps or software tags in the file: same figure, same bytes
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def heat_overlay(image: Image.Image, amap: np.ndarray, vmax: float) -> np.ndarray:
@@ -34,7 +39,7 @@ def roc_figure(
     out: Path, title: str, image_roc: tuple, image_auc: float | None, pixel_roc: tuple | None, pixel_auc: float | None, note: str | None = None
 ) -> None:
     """ROC curves; ``note`` (why there is no image ROC, e.g. a good-only category) is written on the chart instead."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _pyplot().subplots(figsize=(5, 5))
     if image_auc is not None:
         ax.plot(*image_roc, label=f"image, AUROC {image_auc:.4f}")
     if pixel_roc is not None:
@@ -53,7 +58,7 @@ def roc_figure(
 def maps_figure(out: Path, title: str, panels: list[dict], vmax: float) -> None:
     """panels: dicts with image (PIL, network view), map, mask (bool or None), caption."""
     if not panels:
-        fig, ax = plt.subplots(figsize=(5, 2))
+        fig, ax = _pyplot().subplots(figsize=(5, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, "no test images to show", ha="center", va="center")
         fig.suptitle("\n".join(textwrap.fill(line, 70) for line in title.splitlines()), fontsize=8)
@@ -61,7 +66,7 @@ def maps_figure(out: Path, title: str, panels: list[dict], vmax: float) -> None:
         return
     cols = max(1, len(panels) // 2) if len(panels) > 3 else len(panels)
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels):
@@ -81,7 +86,7 @@ def save_overlay(out: Path, image: Image.Image, amap: np.ndarray, vmax: float) -
 
 def fraction_figure(out: Path, title: str, points: list, weights: dict[str, str]) -> None:
     """points: objects with backbone, fraction, auroc, ci95 (or None); one line per backbone (its weights in the legend), its 95% interval as a band."""
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.8))
     for backbone in sorted({p.backbone for p in points}):
         mine = sorted((p for p in points if p.backbone == backbone and p.auroc is not None), key=lambda p: p.fraction)
         x = [p.fraction for p in mine]

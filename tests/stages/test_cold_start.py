@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from helpers import assert_usage_error, edit_params, files_under, run_cli, run_stages, small_copy
+from helpers import assert_usage_error, edit_params, files_under, loaded_modules, run_cli, run_stages, small_copy
 
 
 def folder_project(project: Path, root: Path, category: str, **changes) -> None:
@@ -224,3 +224,15 @@ def test_a_coreset_of_every_patch_projects_and_selects_nothing(good_only, tmp_pa
         for k in range(5):
             others = (np.flatnonzero(folds != k)[:, None] * per_image + np.arange(per_image)).ravel()
             assert np.array_equal(rows[starts[k] : starts[k + 1]], others)  # every patch of the other folds
+
+
+def test_predict_loads_no_statistics_or_plotting_library(good_only, sample_root, tmp_path):
+    model = good_only / "features/mine/parts/efficientnet_lite0"
+    result, modules = loaded_modules(
+        tmp_path, "predict", str(model), str(sample_root / "test/good/04.jpg"), "--out", str(tmp_path / "out"), cwd=good_only
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["verdict"] in ("good", "defective")
+    assert {"torch", "timm", "faiss"} <= modules  # what predict needs does load
+    for library in ("scipy.stats", "sklearn", "matplotlib.pyplot", "ray"):
+        assert library not in modules, library
