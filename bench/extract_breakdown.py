@@ -1,6 +1,6 @@
 """Where the extract stage's time goes: forward, patch aggregation and the rest, per image.
 
-    python bench/extract_breakdown.py [--backbone efficientnet_lite2] [--rounds 3]
+    python bench/extract_breakdown.py [--backbone efficientnet_lite2] [--random-weights] [--rounds 3]
 
 Runs the real stage (default params: batch size, channels-last) on the bundled photos in 4
 flips/rotations plus the test images, with timers around the network forward and the patch
@@ -27,9 +27,10 @@ from sample_data import build_category, extract_params, run_extract  # noqa: E40
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite2")
+    parser.add_argument("--random-weights", action="store_true", help="for a backbone whose weights cannot be downloaded here")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    settings, cfg = extract_params(args.backbone)
+    settings, cfg = extract_params(args.backbone, args.random_weights)
     spent = {"forward": 0.0, "features": 0.0}
 
     def timed(name, fn):

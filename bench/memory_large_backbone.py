@@ -5,7 +5,7 @@ Builds a category from the bundled photos (each training photo in its 8 flips/ro
 `patchcore coreset` commands, and prints each stage's peak resident memory next to the size
 of the full N x D feature matrix, which the stages must never hold at once.
 
-    python bench/memory_large_backbone.py [--ratio 0.01] [--weights random]
+    python bench/memory_large_backbone.py [--ratio 0.01] [--weights random] [--backbone clip_rn50x16] [--flips 8]
 
 RN50x16's published weights cannot be downloaded here, so it runs with `weights: random`
 unless they are in the local cache (pass --weights pretrained); memory does not depend on them.
@@ -24,7 +24,6 @@ import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-BACKBONE = "clip_rn50x16"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sample_data import build_category  # noqa: E402
@@ -50,7 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.01)
     parser.add_argument("--weights", default="random")
+    parser.add_argument("--backbone", default="clip_rn50x16", help="another key of params.yaml's backbones (the tests run efficientnet_lite0)")
+    parser.add_argument("--flips", type=int, default=8, help="each training photo in this many flips/rotations (1-8)")
     opts = parser.parse_args()
+    BACKBONE = opts.backbone
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -58,7 +60,7 @@ def main() -> None:
         params["backbones"][BACKBONE]["weights"] = opts.weights
         params["coreset"]["ratio"] = opts.ratio
         (project / "params.yaml").write_text(yaml.safe_dump(params))
-        n_images = build_category(project / "data/sample/hazelnut_toy", 8)
+        n_images = build_category(project / "data/sample/hazelnut_toy", opts.flips)
         args = ["-c", "hazelnut_toy", "-b", BACKBONE]
         # A quarter of the images first: if extraction streams, its peak does not grow with the data.
         params["extract"]["train_fraction"] = 0.25
@@ -74,7 +76,7 @@ def main() -> None:
             n, d = f["patches"].shape
         full_mb = n * d * 4 / 2**20
         print(
-            f"data: bundled Hazelnut Toy photos x 8 flips/rotations = {n_images} training images; backbone {BACKBONE} ({opts.weights} weights), 384 px"
+            f"data: bundled Hazelnut Toy photos x {opts.flips} flips/rotations = {n_images} training images; backbone {BACKBONE} ({opts.weights} weights), {params['backbones'][BACKBONE]['crop']} px"
         )
         print(f"training patches: {n} x {d} float32 = {full_mb:.0f} MiB if held whole")
         print(f"extract, 1/4 of the images: {q_s:.0f} s, peak RSS {q_mb:.0f} MiB")

@@ -32,12 +32,17 @@ def build_category(dest: Path, variants: int, suffix: str = ".png") -> int:
     return n
 
 
-def extract_params(backbone: str):
-    """(BackboneSettings, ExtractSettings) of params.yaml, as the extract stage reads them."""
+def extract_params(backbone: str, random_weights: bool = False):
+    """(BackboneSettings, ExtractSettings) of params.yaml, as the extract stage reads them;
+    ``random_weights`` for a backbone whose published weights this machine cannot download
+    (speed and memory do not depend on the weights' values)."""
     from stages import config
 
     params = config.load(REPO / "params.yaml")
-    return params.backbone(backbone), params.extract
+    settings = params.backbone(backbone)
+    if random_weights:
+        settings = settings.model_copy(update={"weights": "random"})
+    return settings, params.extract
 
 
 def run_extract(root: Path, out: Path, settings, cfg) -> dict:

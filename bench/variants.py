@@ -1,11 +1,12 @@
 """The feature variants side by side on the bundled categories (the README's table).
 
-    python bench/variants.py [--backbone efficientnet_lite2]
+    python bench/variants.py [--backbone efficientnet_lite2] [--variants zeros:equal valid:channels ...] [--images N]
 
 Each row runs download, extract, coreset and evaluate in a scratch copy of the project with
 params.yaml changed only in aggregation.border and aggregation.layer_weighting, and prints the
 metrics and the share of good hazelnut_surface test images whose highest-scoring patch lies on
-the patch grid's border. About 2 minutes per row on 2 cores.
+the patch grid's border. About 2 minutes per row on 2 cores. ``--images N`` keeps only the
+first N images of each folder (the tests' tiny run; the figures then mean nothing).
 """
 
 from __future__ import annotations
@@ -39,23 +40,45 @@ def border_share(folder: Path) -> float:
     return float(maxima_on_border(nearest.distances(patches).reshape(-1, h, w)[labels == 0]).mean())
 
 
-def run(project: Path, backbone: str, category: str) -> dict:
-    for stage in ("download", "extract", "coreset", "evaluate"):
-        args = [sys.executable, "-m", "stages", stage, "-c", category] + (["-b", backbone] if stage != "download" else [])
-        subprocess.run(args, cwd=project, check=True, capture_output=True)
+def keep_first(root: Path, n: int) -> None:
+    """Only the first ``n`` images of every image folder under ``root``, and the masks they use."""
+    for folder in sorted({p.parent for p in root.rglob("*.png")} | {p.parent for p in root.rglob("*.jpg")}):
+        if folder.parent.name != "ground_truth":
+            for extra in sorted(p for p in folder.iterdir() if p.is_file())[n:]:
+                extra.unlink()
+    for mask in root.glob("ground_truth/*/*"):
+        stem = mask.stem.removesuffix("_mask")
+        if not any((root / "test" / mask.parent.name).glob(f"{stem}.*")):
+            mask.unlink()
+
+
+def stage(project: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "stages", *args], cwd=project, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"patchcore {' '.join(args)} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+
+
+def run(project: Path, backbone: str, category: str, images: int | None) -> dict:
+    stage(project, "download", "-c", category)
+    if images:
+        keep_first(project / "data/sample" / category, images)
+    for name in ("extract", "coreset", "evaluate"):
+        stage(project, name, "-c", category, "-b", backbone)
     return json.loads((project / f"metrics/sample/{backbone}/{category}.json").read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite2")
+    parser.add_argument("--variants", nargs="+", default=[f"{b}:{w}" for b, w in VARIANTS], help="border:layer_weighting pairs")
+    parser.add_argument("--images", type=int, default=None)
     args = parser.parse_args()
     print(f"data: bundled sample ({', '.join(CATEGORIES)}); backbone {args.backbone}")
     print(
         "| border | layer weighting | toy pixel AUROC | toy AUPRO | surface image AUROC [95% CI] | surface pixel AUROC | surface AUPRO | border max |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for border, weighting in VARIANTS:
+    for border, weighting in (v.split(":") for v in args.variants):
         with tempfile.TemporaryDirectory() as tmp:
             project = Path(tmp)
             params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -63,7 +86,7 @@ def main() -> None:
             params["run"].update(categories=list(CATEGORIES), backbones=[args.backbone])
             (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             shutil.copytree(REPO / "data/bundled", project / "data/bundled")
-            toy, surface = (run(project, args.backbone, c) for c in CATEGORIES)
+            toy, surface = (run(project, args.backbone, c, args.images) for c in CATEGORIES)
             share = border_share(project / f"features/sample/hazelnut_surface/{args.backbone}")
             ci = surface["ci95"]["image_auroc"]
             print(

@@ -77,6 +77,8 @@ def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict) -> dict:
         reasons["data"] = f"{data['location']} was not made by 'patchcore download' (no {PROVENANCE}): its source is unknown"
     elif data.get("sha256") is None:
         reasons["data.sha256"] = data.get("sha256_note", "no archive")
+    if json.loads(str(s.attrs["aggregation"])).get("layer_dim") is None:
+        reasons["features.layer_dim"] = "layer_weighting 'channels' pools every layer's channels at once: no per-layer length"
     return reasons
 
 

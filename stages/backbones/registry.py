@@ -14,6 +14,7 @@ import torch
 
 from ..config import BackboneSettings
 from ..errors import UsageError
+from .allocator import keep_freed_memory
 from .base import Adapter, LoadedBackbone, WeightsStatus
 from .open_clip_models import OpenClip
 from .tap import LayerTap
@@ -67,8 +68,12 @@ def geometry(settings: BackboneSettings) -> Geometry:
 
 
 def build(settings: BackboneSettings) -> LoadedBackbone:
-    """Create the network with its weights; raise UsageError (before any work) when they cannot be had."""
+    """Create the network with its weights; raise UsageError (before any work) when they cannot be had.
+
+    The process that builds a network runs it: its allocator is set for forward passes here.
+    """
     adapter, name = resolve(settings)
+    keep_freed_memory()
     if settings.weights == "random":
         # Untrained weights must still be the same in every run, or outputs would change bytes
         # each time; fork_rng keeps the caller's random state as it was.
