@@ -18,6 +18,7 @@ TINY = {
     "extract_breakdown": (["--backbone", "efficientnet_lite0", "--rounds", "1"], "| 0 | 135 |", 1),
     "variants": (["--backbone", "efficientnet_lite0", "--variants", "valid:channels", "--images", "6"], "| valid | channels |", 1),
     "memory_large_backbone": (["--backbone", "efficientnet_lite0", "--flips", "1", "--weights", "pretrained"], "extract, all images:", 1),
+    "peers": (["--train", "6", "--test", "4", "--size", "128", "--rounds", "1"], "| 0 | project |", 1),
     "ray": (["--backbone", "efficientnet_lite0", "--variants", "1", "--workers", "1", "--rounds", "1"], "| True |", 2),
     "gpu": (
         [
