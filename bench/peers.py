@@ -1,13 +1,17 @@
-"""This project against anomalib's Patchcore on the same category, backbone and bank size.
+"""This project against anomalib's Patchcore and patchcore-inspection on the same category,
+backbone and bank size.
 
-    python bench/peers.py --peer-python /path/to/peers-venv/bin/python [--train 60] [--test 40] [--size 900] [--rounds 2]
+    python bench/peers.py --peer-python /path/to/peers-venv/bin/python [--peers anomalib inspection]
+        [--inspection-src /path/to/patchcore-inspection/src] [--train 60] [--test 40] [--size 900] [--rounds 2]
 
 Without ``--peer-python`` only the project's side runs (the tests run it so at a tiny size).
 
 anomalib is never a dependency of the project: it lives in its own environment (for example
 ``python3 -m venv peers && peers/bin/pip install torch==2.14.1 torchvision==0.29.1 'anomalib==2.7.*'``),
 and this script runs it there as a subprocess (``--peer-python``), alternating with the
-project's side in the same rounds.
+project's side in the same rounds. patchcore-inspection (the paper's reference code) is not
+on PyPI: give its checkout's ``src`` folder (``--inspection-src``) and install faiss-cpu in
+the same environment; it runs with its ApproximateGreedyCoresetSampler (10%) and FaissNN.
 
 The data: one synthetic MVTec-sized category (bench/synthetic_mvtec.py: PNGs of ``size`` px,
 painted defects with masks). Both sides: WideResNet50 layer2 + layer3 with random weights
@@ -64,10 +68,40 @@ print(json.dumps({"fit": fit, "test": test, "test_images": n, "image_auroc": flo
 """
 
 
-def anomalib_round(python: str, root: Path, threads: int) -> dict:
-    done = subprocess.run([python, "-c", ANOMALIB, str(root), str(threads)], capture_output=True, text=True)
+# the same for patchcore-inspection, its src folder as argv[3]
+INSPECTION = """
+import json, sys, time, warnings
+from pathlib import Path
+warnings.filterwarnings("ignore")
+sys.path.insert(0, sys.argv[3])
+import torch, torchvision
+from sklearn.metrics import roc_auc_score
+import patchcore.common, patchcore.patchcore, patchcore.sampler
+from patchcore.datasets.mvtec import DatasetSplit, MVTecDataset
+root, threads = Path(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(threads)
+def loader(split):
+    data = MVTecDataset(str(root.parent), root.name, resize=256, imagesize=224, split=split)
+    return torch.utils.data.DataLoader(data, batch_size=8, shuffle=False, num_workers=0)
+cpu = torch.device("cpu")
+torch.manual_seed(0)
+backbone = torchvision.models.wide_resnet50_2(weights=None)
+backbone.name, backbone.seed = "wideresnet50", 0
+model = patchcore.patchcore.PatchCore(cpu)
+model.load(backbone=backbone, layers_to_extract_from=["layer2", "layer3"], device=cpu, input_shape=(3, 224, 224),
+           pretrain_embed_dimension=1024, target_embed_dimension=1024, patchsize=3,
+           featuresampler=patchcore.sampler.ApproximateGreedyCoresetSampler(0.1, cpu), anomaly_score_num_nn=1,
+           nn_method=patchcore.common.FaissNN(False, threads))
+t0 = time.perf_counter(); model.fit(loader(DatasetSplit.TRAIN)); fit = time.perf_counter() - t0
+t0 = time.perf_counter(); scores, _, labels, _ = model.predict(loader(DatasetSplit.TEST)); test = time.perf_counter() - t0
+print(json.dumps({"fit": fit, "test": test, "test_images": len(scores), "image_auroc": float(roc_auc_score(labels, scores))}))
+"""
+
+
+def peer_round(python: str, code: str, args: list[str], name: str) -> dict:
+    done = subprocess.run([python, "-c", code, *args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"anomalib failed: {done.stderr.strip()[-2000:]}")
+        raise SystemExit(f"{name} failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -124,6 +158,8 @@ def make_project(tmp: Path, train: int, test: int, size: int) -> tuple[Path, str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", help="python of the environment anomalib is installed in (without it: the project's side only)")
+    parser.add_argument("--peers", nargs="+", default=["anomalib"], choices=["anomalib", "inspection"])
+    parser.add_argument("--inspection-src", help="patchcore-inspection's src folder (for --peers inspection)")
     parser.add_argument("--train", type=int, default=60)
     parser.add_argument("--test", type=int, default=40)
     parser.add_argument("--size", type=int, default=900)
@@ -142,18 +178,23 @@ def main() -> None:
         )
         print("| round | side | training s | test phase s | test images/s | image AUROC |")
         print("|---|---|---|---|---|---|")
-        rows: dict[str, list[dict]] = {"project": [], "anomalib": []}
+        peers = args.peers if args.peer_python else []
+        rows: dict[str, list[dict]] = {side: [] for side in [*peers, "project"]}
         for r in range(args.rounds):
-            for side in ("anomalib", "project") if args.peer_python else ("project",):
-                row = anomalib_round(args.peer_python, root, threads) if side == "anomalib" else project_round(project, category)
+            for side in rows:
+                if side == "project":
+                    row = project_round(project, category)
+                elif side == "anomalib":
+                    row = peer_round(args.peer_python, ANOMALIB, [str(root), str(threads)], side)
+                else:
+                    row = peer_round(args.peer_python, INSPECTION, [str(root), str(threads), str(args.inspection_src)], side)
                 rows[side].append(row)
                 rate = row["test_images"] / row["test"]
                 print(f"| {r} | {side} | {row['fit']:.1f} | {row['test']:.1f} | {rate:.2f} | {row['image_auroc']:.4f} |", flush=True)
-        if not args.peer_python:
-            return
-        ratio = statistics.median(a["test"] / p["test"] for a, p in zip(rows["anomalib"], rows["project"]))
-        train = statistics.median(a["fit"] / p["fit"] for a, p in zip(rows["anomalib"], rows["project"]))
-        print(f"test phase, project vs anomalib (images/s, median of rounds): {ratio:.2f}x; training: {train:.2f}x faster")
+        for peer in peers:
+            ratio = statistics.median(a["test"] / p["test"] for a, p in zip(rows[peer], rows["project"]))
+            train = statistics.median(a["fit"] / p["fit"] for a, p in zip(rows[peer], rows["project"]))
+            print(f"project vs {peer} (median of rounds): test phase {ratio:.2f}x its images/s; training {train:.2f}x faster")
 
 
 if __name__ == "__main__":

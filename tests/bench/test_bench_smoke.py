@@ -14,7 +14,7 @@ TINY = {
     "coreset": (["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"], "| random | 2000 x 1536 | 10% |", 2),
     "evaluate": (["--images", "6", "--bank", "2000", "--dim", "64", "--size", "64"], "| bootstrap, 1000 resamples |", 1),
     "search": (["--bank", "2000", "--queries", "500", "--dim", "32", "--rounds", "1"], "| 2000 x 32 | 500 |", 2),
-    "extract": (["--backbone", "efficientnet_lite0", "--repeat", "1", "--rounds", "1", "--all-configs"], "| whole stage, num_workers=", 4),
+    "extract": (["--backbone", "efficientnet_lite0", "--repeat", "1", "--rounds", "1"], "| whole stage, num_workers=", 1),
     "extract_breakdown": (["--backbone", "efficientnet_lite0", "--rounds", "1"], "| 0 | 135 |", 1),
     "variants": (["--backbone", "efficientnet_lite0", "--variants", "valid:channels", "--images", "6"], "| valid | channels |", 1),
     "memory_large_backbone": (["--backbone", "efficientnet_lite0", "--flips", "1", "--weights", "pretrained"], "extract, all images:", 1),
