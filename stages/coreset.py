@@ -54,10 +54,9 @@ def keeps_all(settings: CoresetSettings) -> bool:
 
 
 def _select(points, settings: CoresetSettings, device: torch.device, label: str) -> np.ndarray:
-    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on
-    ``device``; for a coreset of every patch, just their number)."""
-    if isinstance(points, int):
-        return np.arange(points)
+    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on ``device``)."""
+    if keeps_all(settings):
+        return np.arange(len(points))
     n_pick, start = coreset_size(len(points), settings.ratio), start_index(len(points), settings.seed)
     if isinstance(points, np.ndarray):
         return greedy_kcenter(points, n_pick, start, desc=label)
@@ -90,8 +89,7 @@ def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSett
     banks: list[np.ndarray] = []
     for k in range(n_folds):
         rows = _rows(np.flatnonzero(folds != k), per_image)
-        chosen = _select(len(rows) if isinstance(points, int) else points[rows], settings, device, f"fold {k + 1}/{n_folds}")
-        banks.append(np.sort(rows[chosen]))
+        banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
     return banks
 
 
@@ -117,7 +115,10 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_image)
-        points, device = (len(kept_rows), CPU) if keeps_all(settings) else _projected(patches, bank_images, per_image, settings, device)
+        if keeps_all(settings):  # rows with no coordinates: only their number is needed
+            points, device = np.zeros((len(kept_rows), 0), dtype=np.float32), CPU
+        else:
+            points, device = _projected(patches, bank_images, per_image, settings, device)
         order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
         folds = seeded_folds(n_images, settings.holdout_folds, settings.seed) if settings.holdout_folds else np.full(n_images, -1)
         fold_rows = _fold_banks(points, folds, per_image, settings, device)

@@ -54,6 +54,7 @@ class LayerKernel:
     first_channel: tuple[int, ...]
     span: int
     weights: torch.Tensor  # (outputs, span, p, p) float64
+    gather: torch.Tensor | None  # the input channels in the order the outputs sum them; None: as they are
 
     @property
     def outputs(self) -> int:
@@ -90,7 +91,9 @@ def kernels(channels: tuple[int, ...], patchsize: int, layer_dims: tuple[int, ..
         for k, (i, lo) in enumerate(zip(order, lows)):
             for f, w in rows[i].items():
                 weights[k, f // pp - lo, f % pp] = w
-        out.append(LayerKernel(order[0], lows, span, weights.reshape(len(order), span, patchsize, patchsize)))
+        index = [lo + t for lo in lows for t in range(span)]
+        gather = None if index == list(range(c)) else torch.tensor(index)
+        out.append(LayerKernel(order[0], lows, span, weights.reshape(len(order), span, patchsize, patchsize), gather))
     return tuple(out)
 
 
@@ -104,10 +107,7 @@ def _to_grid(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 def _gathered(fmap: torch.Tensor, kernel: LayerKernel) -> torch.Tensor:
     """(B, C, h, w) -> (B, outputs * span, h, w): the channels each output sums, in order."""
-    index = [lo + t for lo in kernel.first_channel for t in range(kernel.span)]
-    if index == list(range(fmap.shape[1])):
-        return fmap
-    return fmap.index_select(1, torch.tensor(index, device=fmap.device))
+    return fmap if kernel.gather is None else fmap.index_select(1, kernel.gather.to(fmap.device))
 
 
 def _layer(fmap: torch.Tensor, kernel: LayerKernel, border: Border) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 from .atomic import atomic_path
 
 
+@functools.cache
 def _pyplot():
     """matplotlib's figure machinery, loaded by the figures that need it: the colour maps
     alone (predict's heatmaps) do not, and pyplot takes most of a second to import."""
