@@ -72,6 +72,9 @@ def predict(
     out: Path = typer.Option(Path("predictions"), "--out", help="where predictions.jsonl and heatmaps/ go"),
     device: str = typer.Option("auto", "--device", help="auto (a GPU if torch sees one), cpu, cuda or cuda:N"),
     maps: str = typer.Option("none", "--maps", help="also save each raw anomaly map at the original size: none, npy or tiff (float32)"),
+    runtime: str = typer.Option(
+        "torch", "--runtime", help="torch (MODEL: a model folder), or onnx (MODEL: a model.onnx from 'patchcore export', run by onnxruntime)"
+    ),
     params_file: Path = typer.Option(
         config.DEFAULT_PARAMS, "--params", help="only compared: the model folder's own settings are used, and differences are reported"
     ),
@@ -79,6 +82,8 @@ def predict(
     """Score new images: one JSON line each (score, normalised score, verdict, defect regions, mask and heatmap PNGs)."""
     if maps not in ("none", "npy", "tiff"):
         raise UsageError(f"--maps must be none, npy or tiff, got {maps!r}")
+    if runtime not in ("torch", "onnx"):
+        raise UsageError(f"--runtime must be torch or onnx, got {runtime!r}")
     from . import predict as stage
 
     params, unread = None, ""
@@ -87,7 +92,7 @@ def predict(
             params = config.load(params_file)
         except UsageError as exc:  # only compared, never used: an unreadable one does not stop predict
             unread = f"; {params_file} not compared ({exc})"
-    lines, failures, note = stage.main(model, images, out, params, device, maps)
+    lines, failures, note = stage.main(model, images, out, params, device, maps, runtime)
     typer.echo(note + unread, err=True)
     for line in lines:
         typer.echo(line)
@@ -95,6 +100,21 @@ def predict(
         typer.echo(f"error: {line}", err=True)
     if failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="model folder: features/<dataset>/<category>/<backbone>"),
+    out: Path = typer.Option(..., "--out", help="folder for model.onnx (and model.xml + model.bin with --format openvino)"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, or openvino: the ONNX file and its OpenVINO IR"),
+    bank_precision: str = typer.Option("float32", "--bank-precision", help="float32, or float16: the memory bank in half the bytes"),
+    check: Path = typer.Option(None, "--check", help="evaluate's scores.csv: fail unless the file gives those scores on those test images"),
+    record: Path = typer.Option(None, "--record", help="write the check's figures (JSON) here"),
+) -> None:
+    """One self-contained model file: the backbone, the memory bank and the scoring in one ONNX graph."""
+    from . import export_model as stage
+
+    typer.echo(stage.main(model, out, fmt, bank_precision, check, record))
 
 
 @app.command("classes")

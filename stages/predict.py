@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .config import Params
 from .core import devices
@@ -26,29 +27,10 @@ from .engines.settings import EngineSettings
 from .errors import UsageError
 from .store import decisions, figures
 from .store.atomic import atomic_dir, atomic_path
-from .store.model_folder import ModelCard, ModelFolder, compare, fingerprint
+from .store.model_folder import ModelCard, load_model
 from .store.output_set import output_set
 
 BATCH = 8
-
-
-def load_model(model_dir: Path) -> tuple[ModelCard, np.ndarray]:
-    """The model card and the bank, refused unless both describe the same features."""
-    folder = ModelFolder(Path(model_dir))
-    card = folder.read_card()
-    settings = card.backbone
-    described = fingerprint(
-        settings,
-        card.weights,
-        card.aggregation.describe(settings.layer_dim or settings.target_dim),
-        card.fingerprint.get("grid", (0, 0)),
-        card.precision,
-        card.dataset,
-        card.category,
-    )
-    compare(described, f"{folder.card} (its settings)", card.fingerprint, f"{folder.card} (its fingerprint)")
-    compare(card.fingerprint, str(folder.card), folder.features_fingerprint(folder.bank), str(folder.bank))
-    return card, folder.read_bank(settings.target_dim)
 
 
 def collect_images(items: list[Path]) -> list[Path]:
@@ -95,20 +77,20 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
 PICTURES = ("heatmaps", "masks", "maps")  # the folders of one run under --out, swapped in whole when it ends
 
 
-def _record(path: Path, name: str, score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard, out: Path, write: dict, maps: str) -> dict:
-    """One image's JSON line naming its files under ``out``; its mask (and with ``maps``, its raw map) at the
-    original size are written into ``write``, the run's temporary folders."""
+def _decided(score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """One image's fields (score, verdict, regions, normalised score, threshold, size), its map at the original size and its mask."""
     width, height = size
     entry, omap, mask = decide(score, amap, crop_box(card.backbone, (height, width)), (height, width), card.threshold, card.pixel_threshold)
     threshold, span = card.threshold, card.score_range
-    record = {
-        "image": str(path),
-        **entry,
-        "normalised_score": None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6),
-        "threshold": threshold,
-        "size": [width, height],
-        "heatmap": str(out / "heatmaps" / f"{name}.png"),
-    }
+    entry["normalised_score"] = None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6)
+    return {**entry, "threshold": threshold, "size": [width, height]}, omap, mask
+
+
+def _record(path: Path, name: str, decided: tuple[dict, np.ndarray, np.ndarray | None], out: Path, write: dict, maps: str) -> dict:
+    """One image's JSON line naming its files under ``out``; its mask (and with ``maps``, its raw map) at the
+    original size are written into ``write``, the run's temporary folders."""
+    entry, omap, mask = decided
+    record = {"image": str(path), **entry, "heatmap": str(out / "heatmaps" / f"{name}.png")}
     if mask is not None:
         record["mask"] = str(out / "masks" / f"{name}.png")
         decisions.mask_png(write["masks"] / f"{name}.png", mask)
@@ -169,7 +151,7 @@ def run(
         for scores, amaps in scorer.map("predict", shards):
             for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
                 name = f"{len(records):05d}_{path.stem}"
-                record = _record(path, name, score, amap, size, card, out, write, maps)
+                record = _record(path, name, _decided(score, amap, size, card), out, write, maps)
                 record.update({"model": str(model_dir), "weights": card.weights, "device": device})
                 figures.save_overlay(write["heatmaps"] / f"{name}.png", picture, amap, card.heat_scale)
                 records.append(record)
@@ -178,9 +160,75 @@ def run(
     return records, failures, card
 
 
+def _onnx_file(model: Path) -> Path:
+    path = model / "model.onnx" if model.is_dir() else model
+    if not path.is_file():
+        raise UsageError(f"{path} not found; --runtime onnx takes a model.onnx written by 'patchcore export' (or its folder)")
+    return path
+
+
+def _prepared(images: list[Path], inspector, failures: list[str]) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
+    """The model inputs (uint8, the runtime's own preparation), BATCH at a time; unreadable files go to ``failures``."""
+    for first in range(0, len(images), BATCH):
+        group = []
+        for path in images[first : first + BATCH]:
+            try:
+                with readable(path, "skipped"):
+                    check_regular(path, "skipped")
+                    image = load_rgb(path)
+                    group.append((path, inspector.prepare(image), image.size))
+            except UsageError as exc:
+                failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
+        if group:
+            yield group
+
+
+def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") -> tuple[list[dict], list[str], str]:
+    """predict through an exported file and the copyable runtime (onnxruntime): the same records, heatmaps and masks."""
+    from .export.onnx_file import optional
+    from .runtime import patchcore_onnx
+
+    optional("onnxruntime", "patchcore predict --runtime onnx")
+    path = _onnx_file(Path(model))
+    try:
+        inspector = patchcore_onnx.Inspector(path, threads=torch.get_num_threads())
+    except Exception as exc:  # onnxruntime raises its own exception types for a damaged file; the metadata checks raise ValueError
+        raise UsageError(
+            f"{path}: not a model file written by 'patchcore export' ({exc.__class__.__name__}: {str(exc)[:200]}); export it again"
+        ) from None
+    images = collect_images(items)
+    if not images:
+        raise UsageError(f"no images found in {', '.join(map(str, items))}")
+    out = Path(out_dir)
+    staged = output_set([out / "predictions.jsonl"], [out / name for name in PICTURES])
+    records: list[dict] = []
+    failures: list[str] = []
+    with _exclusive(out), staged, contextlib.ExitStack() as folders:
+        write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
+        for group in _prepared(images, inspector, failures):
+            scores, amaps = inspector.run(np.stack([pixels for _, pixels, _ in group]))
+            for (image, pixels, size), score, amap in zip(group, scores, amaps):
+                name = f"{len(records):05d}_{image.stem}"
+                record = _record(image, name, inspector.decide(float(score), amap, size), out, write, maps)
+                record.update({"model": str(path), "weights": inspector.meta["weights"], "device": "onnxruntime (CPU)"})
+                figures.save_overlay(write["heatmaps"] / f"{name}.png", Image.fromarray(pixels), amap, inspector.meta["heat_scale"])
+                records.append(record)
+        with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    m = inspector.meta
+    return (
+        records,
+        failures,
+        f"settings: the exported file's own ({path}): {m['dataset']}/{m['category']}, backbone {m['backbone']} ({m['weights']}), input {m['input_size']} px",
+    )
+
+
 def main(
-    model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device: str = "auto", maps: str = "none"
+    model_dir: Path, items: list[Path], out_dir: Path, params: Params | None, device: str = "auto", maps: str = "none", runtime: str = "torch"
 ) -> tuple[list[str], list[str], str]:
+    if runtime == "onnx":
+        records, failures, note = run_onnx(model_dir, items, out_dir, maps)
+        return [json.dumps(r, sort_keys=True) for r in records], failures, note
     records, failures, card = run(model_dir, items, out_dir, device, engine_settings.from_env(), maps)
     note = settings_note(card, model_dir, params)
     return [json.dumps(r, sort_keys=True) for r in records], failures, note

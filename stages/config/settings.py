@@ -200,6 +200,13 @@ def _named(entries: object) -> object:
     return out
 
 
+class ExportSettings(Section):
+    """What the export stage writes beside each model (patchcore export's --format and --bank-precision)."""
+
+    format: Literal["onnx", "openvino"] = "onnx"  # openvino: the ONNX file and its OpenVINO IR
+    bank_precision: Literal["float32", "float16"] = "float32"  # float16 halves the bank's bytes (README "Deploying a model")
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
@@ -210,6 +217,7 @@ class Params(Section):
     extract: ExtractSettings
     coreset: CoresetSettings
     evaluate: EvaluateSettings
+    export: ExportSettings = ExportSettings()
 
     @model_validator(mode="before")
     @classmethod

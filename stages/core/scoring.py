@@ -129,7 +129,7 @@ def image_score(patch_scores: np.ndarray) -> float:
     return float(np.max(patch_scores))
 
 
-def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source cells and weights of bilinear resizing with half-pixel centres (align_corners=False)."""
     src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
@@ -143,8 +143,8 @@ def upsample(grid: np.ndarray, size: int) -> np.ndarray:
     kernels (fused multiply-adds or not) a library picks on this CPU.
     """
     g = np.asarray(grid, dtype=np.float64)
-    y0, y1, wy = _bilinear_taps(g.shape[0], size)
-    x0, x1, wx = _bilinear_taps(g.shape[1], size)
+    y0, y1, wy = bilinear_taps(g.shape[0], size)
+    x0, x1, wx = bilinear_taps(g.shape[1], size)
     rows = g[y0] * (1.0 - wy)[:, None] + g[y1] * wy[:, None]
     return rows[:, x0] * (1.0 - wx)[None, :] + rows[:, x1] * wx[None, :]
 

@@ -26,11 +26,16 @@ def _geometry(settings: BackboneSettings) -> list:
 
 
 def image_transform(settings: BackboneSettings) -> T.Compose:
-    """PIL image -> the normalised tensor the network takes."""
+    """PIL image -> the normalised tensor the network takes.
+
+    The resize runs on the PIL image (Pillow's antialiased filters), as the reference code's
+    transforms do; the uint8 picture it makes is what an exported model takes as input, so a
+    program with Pillow alone feeds it the very pixels extract saw.
+    """
     return T.Compose(
         [
-            T.ToImage(),
             *_geometry(settings),
+            T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=list(settings.mean), std=list(settings.std)),
         ]

@@ -168,3 +168,22 @@ class ModelFolder:
         if bank.ndim != 2 or bank.shape[1] != target_dim:
             raise UsageError(f"{self.bank}: bank of {bank.shape} does not fit the model's {target_dim}-dim features; rerun 'dvc repro'")
         return bank
+
+
+def load_model(model_dir: Path) -> tuple[ModelCard, np.ndarray]:
+    """The model card and the bank, refused unless both describe the same features."""
+    folder = ModelFolder(Path(model_dir))
+    card = folder.read_card()
+    settings = card.backbone
+    described = fingerprint(
+        settings,
+        card.weights,
+        card.aggregation.describe(settings.layer_dim or settings.target_dim),
+        card.fingerprint.get("grid", (0, 0)),
+        card.precision,
+        card.dataset,
+        card.category,
+    )
+    compare(described, f"{folder.card} (its settings)", card.fingerprint, f"{folder.card} (its fingerprint)")
+    compare(card.fingerprint, str(folder.card), folder.features_fingerprint(folder.bank), str(folder.bank))
+    return card, folder.read_bank(settings.target_dim)

@@ -19,6 +19,11 @@ TINY = {
     "variants": (["--backbone", "efficientnet_lite0", "--variants", "valid:channels", "--images", "6"], "| valid | channels |", 1),
     "memory_large_backbone": (["--backbone", "efficientnet_lite0", "--flips", "1", "--weights", "pretrained"], "extract, all images:", 1),
     "peers": (["--train", "6", "--test", "4", "--size", "128", "--rounds", "1"], "| 0 | project |", 1),
+    "latency": (
+        ["--backbones", "efficientnet_lite0", "--train", "4", "--size", "128", "--calls", "1", "--rounds", "1", "--batches", "1"],
+        "| efficientnet_lite0 |",
+        6,
+    ),
     "ray": (["--backbone", "efficientnet_lite0", "--variants", "1", "--workers", "1", "--rounds", "1"], "| True |", 2),
     "gpu": (
         [

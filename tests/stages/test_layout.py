@@ -7,7 +7,7 @@ import pytest
 from helpers import REPO
 from imports import PACKAGE, imported_modules
 
-ROLES = ("config", "backbones", "datasets", "store", "engines")
+ROLES = ("config", "backbones", "datasets", "store", "engines", "export", "runtime")
 STAGE_MODULES = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "errors"}
 FILES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -30,8 +30,13 @@ def test_imports_never_point_back_up(path):
             assert there in ("core", "base"), f"{path}: core imports {module}; core is pure (no settings, no file I/O)"
         elif here == "config":
             assert there in ("config", "base"), f"{path}: config imports {module}"
+        elif here == "runtime":
+            # runtime/patchcore_onnx.py is copied onto machines without this package
+            pytest.fail(f"{path}: the copyable runtime imports {module}; it may import only numpy, Pillow and onnxruntime")
         elif here in ROLES:
             assert there != "stage", f"{path}: a library role imports the stage module {module}"
+            # export builds on the library roles; only stage modules (and the CLI) reach it
+            assert there != "export" or here == "export", f"{path}: the library role {here} imports {module}"
         if module.startswith("stages.reports") and here != "reports":
             # reports read what the pipeline wrote, through DVC; only the CLI reaches them
             assert path == PACKAGE / "cli.py", f"{path}: imports {module}; only cli.py may use stages/reports/"

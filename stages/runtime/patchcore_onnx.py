@@ -1,0 +1,233 @@
+"""Run an exported PatchCore model (model.onnx) with onnxruntime: a module to copy beside your program.
+
+Its only imports besides the standard library are numpy, Pillow and onnxruntime. It prepares
+images exactly as the pipeline does (RGB conversion, resize of the shorter side, centre crop:
+the uint8 pixels extract saw) and turns the model's outputs into the JSON record that
+`patchcore predict` prints: score, normalised score, verdict, and the defect regions in the
+original image's pixels.
+
+    from patchcore_onnx import Inspector
+    inspector = Inspector("model.onnx")
+    for record in inspector.inspect(["part_0001.png"]):
+        print(record["score"], record["verdict"])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from PIL import Image
+
+MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs, as the pipeline refuses them
+FORMAT_VERSION = 1  # of the metadata patchcore export writes
+FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The pipeline's RGB conversion: 16/32-bit greyscale scaled by its range, palette and alpha flattened."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """The shorter side to ``resize``, the longer in proportion (rounded down), as torchvision's Resize(int)."""
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def crop_offsets(width: int, height: int, crop: int) -> tuple[int, int]:
+    """Left and top of the centred crop, as torchvision's CenterCrop rounds them."""
+    return int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0))
+
+
+def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, float, float, float]:
+    """The original image as a box (x0, y0, x1, y1) in the model input's pixels."""
+    new_w, new_h = resized_size(width, height, resize)
+    left, top = crop_offsets(new_w, new_h, crop)
+    return float(-left), float(-top), float(new_w - left), float(new_h - top)
+
+
+def prepare(image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
+    """An opened image -> (crop, crop, 3) uint8 RGB, the model's input."""
+    rgb = to_rgb(image)
+    size = resized_size(rgb.width, rgb.height, resize)
+    if size != rgb.size:
+        rgb = rgb.resize(size, FILTERS[interpolation])
+    left, top = crop_offsets(rgb.width, rgb.height, crop)
+    return np.asarray(rgb.crop((left, top, left + crop, top + crop)))
+
+
+def _taps(n_src: int, start: float, stop: float, n_out: int):
+    u = start + (np.arange(n_out, dtype=np.float64) + 0.5) * ((stop - start) / n_out)
+    inside = (u >= 0.0) & (u < n_src)
+    p = np.clip(u - 0.5, 0.0, n_src - 1)
+    low = np.floor(p).astype(np.int64)
+    return low, np.minimum(low + 1, n_src - 1), p - low, inside
+
+
+def to_original(amap: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
+    """The (S, S) map of the crop as a (height, width) map of the original image, bilinearly; 0 outside the crop."""
+    height, width = size
+    x0, y0, x1, y1 = box
+    ylo, yhi, wy, yin = _taps(amap.shape[0], y0, y1, height)
+    xlo, xhi, wx, xin = _taps(amap.shape[1], x0, x1, width)
+    a = np.asarray(amap, dtype=np.float64)
+    rows = a[ylo] * (1.0 - wy)[:, None] + a[yhi] * wy[:, None]
+    out = rows[:, xlo] * (1.0 - wx)[None, :] + rows[:, xhi] * wx[None, :]
+    out[~yin, :] = 0.0
+    out[:, ~xin] = 0.0
+    return out.astype(np.float32)
+
+
+def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected labels (1..n, 0 for background) of a boolean mask, numbered in raster order of first pixel."""
+    height = mask.shape[0]
+    parent: list[int] = []
+    runs: list[tuple[int, int, int]] = []  # (row, first column, past the last column)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    above: list[int] = []
+    for y in range(height):
+        row = np.concatenate(([False], mask[y], [False]))
+        edges = np.flatnonzero(row[1:] != row[:-1])
+        here = []
+        for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            index = len(runs)
+            runs.append((y, start, stop))
+            parent.append(index)
+            for j in above:  # 8-connected: runs touch when they overlap or meet at a corner
+                if runs[j][1] <= stop and start <= runs[j][2]:
+                    a, b = root(j), root(index)
+                    parent[max(a, b)] = min(a, b)
+            here.append(index)
+        above = here
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    numbers: dict[int, int] = {}
+    for i, (y, start, stop) in enumerate(runs):
+        labels[y, start:stop] = numbers.setdefault(root(i), len(numbers) + 1)
+    return labels, len(numbers)
+
+
+def find_regions(omap: np.ndarray, threshold: float) -> tuple[np.ndarray, list[dict]]:
+    """Pixels at or above ``threshold`` and their 8-connected regions, the highest first (as the pipeline reports them)."""
+    mask = omap >= threshold
+    labels, n = label_regions(mask)
+    regions = []
+    for r in range(1, n + 1):
+        ys, xs = np.nonzero(labels == r)
+        regions.append(
+            {
+                "x": int(xs.min()),
+                "y": int(ys.min()),
+                "width": int(xs.max() - xs.min() + 1),
+                "height": int(ys.max() - ys.min() + 1),
+                "area": int(len(ys)),
+                "max_score": round(float(omap[ys, xs].max()), 6),
+            }
+        )
+    regions.sort(key=lambda g: (-g["max_score"], g["y"], g["x"]))
+    return mask, regions
+
+
+def normalised(score: float, threshold: float, low: float, high: float) -> float:
+    """0.5 at the threshold, min-max scaled by the held-out good images' score range, clamped to [0, 1]."""
+    span = max(float(high) - float(low), 1e-12)
+    return float(np.clip((float(score) - threshold) / span + 0.5, 0.0, 1.0))
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def checked_metadata(meta: dict) -> dict:
+    """The file's metadata, refused (ValueError naming the key) unless this runtime can act on it: a file travels."""
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"metadata 'format_version' is {meta.get('format_version')!r}; this runtime reads version {FORMAT_VERSION}")
+    for key in ("input_size", "resize"):
+        if not (isinstance(meta.get(key), int) and 1 <= meta[key] <= 4096):
+            raise ValueError(f"metadata {key!r} must be a pixel count in [1, 4096], got {str(meta.get(key))[:40]}")
+    for key in ("dataset", "category", "backbone", "weights"):
+        if not isinstance(meta.get(key), str):
+            raise ValueError(f"metadata {key!r} must be a string (which data set and weights the numbers come from)")
+    if meta.get("interpolation") not in FILTERS:
+        raise ValueError(f"metadata 'interpolation' must be one of {', '.join(FILTERS)}")
+    for key in ("threshold", "pixel_threshold"):
+        if meta.get(key) is not None and not _positive(meta[key]):
+            raise ValueError(f"metadata {key!r} must be a positive number or null")
+    span = meta.get("score_range")
+    if span is not None and not (isinstance(span, list) and len(span) == 2 and all(_positive(v) or v == 0 for v in span) and span[0] <= span[1]):
+        raise ValueError("metadata 'score_range' must be [lowest, highest] or null")
+    if not _positive(meta.get("heat_scale")):
+        raise ValueError("metadata 'heat_scale' must be a positive number")
+    return meta
+
+
+class Inspector:
+    """An exported model and what its metadata says: input size, thresholds, data set and weights."""
+
+    def __init__(self, path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.meta = checked_metadata({key: json.loads(value) for key, value in meta.items()})
+        self.size, self.resize = int(self.meta["input_size"]), int(self.meta["resize"])
+        self.interpolation = str(self.meta["interpolation"])
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return prepare(image, self.resize, self.size, self.interpolation)
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S, 3) uint8 -> scores (N,), anomaly maps (N, S, S)."""
+        score, amap = self.session.run(["score", "anomaly_map"], {"image": np.ascontiguousarray(batch, dtype=np.uint8)})
+        return score, amap
+
+    def decide(self, score: float, amap: np.ndarray, size: tuple[int, int]) -> tuple[dict, np.ndarray, np.ndarray | None]:
+        """One image's record (predict's fields), its map at the original (width, height) ``size`` and its mask."""
+        width, height = size
+        threshold, pixel, span = self.meta["threshold"], self.meta["pixel_threshold"], self.meta["score_range"]
+        omap = to_original(amap, crop_box(width, height, self.resize, self.size), (height, width))
+        record: dict = {
+            "score": round(float(score), 6),
+            "verdict": None if threshold is None else ("anomalous" if score >= threshold else "good"),
+            "normalised_score": None if threshold is None or span is None else round(normalised(score, threshold, *span), 6),
+            "threshold": threshold,
+            "size": [width, height],
+        }
+        mask = None
+        if pixel is not None:
+            mask, record["regions"] = find_regions(omap, pixel)
+        return record, omap, mask
+
+    def inspect(self, paths: Iterable[str | Path], batch: int = 8) -> Iterable[dict]:
+        """One record per image file, ``batch`` images per run of the model."""
+        paths = list(paths)
+        for first in range(0, len(paths), batch):
+            group, sizes = [], []
+            for path in paths[first : first + batch]:
+                with Image.open(path) as image:
+                    if image.width * image.height > MAX_PIXELS:
+                        raise ValueError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit")
+                    sizes.append(image.size)
+                    group.append(self.prepare(image))
+            scores, maps = self.run(np.stack(group))
+            for path, size, score, amap in zip(paths[first : first + batch], sizes, scores, maps):
+                yield {"image": str(path), **self.decide(float(score), amap, size)[0]}

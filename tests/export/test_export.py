@@ -1,0 +1,166 @@
+"""patchcore export: the file gives evaluate's numbers in onnxruntime and OpenVINO, and refuses what it must."""
+
+import csv
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from stages.datasets.images import image_transform, load_rgb
+from stages.engines.feature_workers import PredictWorker
+from stages.runtime.patchcore_onnx import Inspector
+from stages.store.model_folder import load_model
+
+from helpers import assert_usage_error, files_under, lite0_model, run_cli
+
+MODEL = "features/sample/hazelnut_toy/efficientnet_lite0"
+SCORES = "plots/sample/efficientnet_lite0/hazelnut_toy/scores.csv"
+
+
+@pytest.fixture(scope="module")
+def exported(sample_root, tmp_path_factory):
+    """A Lite0 model with label-free thresholds, exported with its OpenVINO IR and checked against scores.csv."""
+    project = lite0_model(
+        sample_root,
+        tmp_path_factory.mktemp("export"),
+        (10, 3, 5),
+        **{"coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+    )
+    result = run_cli("export", MODEL, "--out", "models/lite0", "--format", "openvino", "--check", SCORES, "--record", "export.json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+def _test_images(project):
+    with open(project / SCORES, newline="") as f:
+        return [project / "data/sample/hazelnut_toy" / row["image"] for row in csv.DictReader(f)]
+
+
+def test_the_file_gives_evaluates_scores_in_onnxruntime_and_openvino(exported):
+    record = json.loads((exported / "export.json").read_text())
+    runtimes = {r["runtime"]: r for r in record["parity"]["runtimes"]}
+    card = json.loads((exported / MODEL / "model.json").read_text())
+    assert record["parity"]["images"] == 8 and record["weights"] == card["weights"] and record["dataset"] == "sample"
+    assert runtimes["onnxruntime (CPU)"]["max_relative_score_error"] <= 1e-4 and not runtimes["onnxruntime (CPU)"]["verdicts_differ"]
+    assert runtimes["OpenVINO (CPU)"]["max_relative_score_error"] <= 1e-3 and not runtimes["OpenVINO (CPU)"]["verdicts_differ"]
+    assert files_under(exported / "models/lite0") == ["model.bin", "model.onnx", "model.xml"]
+
+
+def test_the_file_carries_its_thresholds_fingerprint_and_provenance(exported):
+    model = onnx.load(str(exported / "models/lite0/model.onnx"))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    card = json.loads((exported / MODEL / "model.json").read_text())
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    for key in ("threshold", "pixel_threshold", "fingerprint", "dataset", "category", "weights", "heat_scale"):
+        assert meta[key] == card[key], key
+    assert (
+        meta["score_range"] == card["score_range"]
+        and meta["input_size"] == card["backbone"]["crop"]
+        and meta["producer"].startswith("patchcore-dvc ")
+    )
+    (image,) = model.graph.input
+    shape = [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim]
+    assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8 and shape[1:] == [224, 224, 3] and isinstance(shape[0], str)
+    assert [o.name for o in model.graph.output] == ["score", "anomaly_map"]
+
+
+def test_maps_are_predicts_maps(exported):
+    """The torch predict path and the file on the same images: maps within 1e-3 of the map's range."""
+    card, bank = load_model(exported / MODEL)
+    images = _test_images(exported)[:4]
+    worker = PredictWorker(
+        card.backbone, card.aggregation, "float32", card.channels_last, bank, card.approximate_above, "cpu", torch.get_num_threads()
+    )
+    scores, maps = worker.predict(
+        torch.stack([image_transform(card.backbone)(load_rgb(p)) for p in images]), card.reweight_neighbours, 224, card.blur_sigma
+    )
+    inspector = Inspector(exported / "models/lite0/model.onnx")
+    got_scores, got_maps = inspector.run(np.stack([inspector.prepare(Image.open(p)) for p in images]))
+    np.testing.assert_allclose(got_scores, scores, rtol=1e-4)
+    assert np.abs(got_maps - maps).max() <= 1e-3 * float(np.ptp(maps))
+
+
+def test_predict_runtime_onnx_writes_predicts_records(exported, tmp_path):
+    folder = exported / "data/sample/hazelnut_toy/test"
+    runs = {}
+    for runtime, model in (("torch", MODEL), ("onnx", "models/lite0/model.onnx")):
+        result = run_cli("predict", model, str(folder), "--runtime", runtime, "--out", str(tmp_path / runtime), cwd=exported)
+        assert result.returncode == 0, result.stderr
+        runs[runtime] = [json.loads(x) for x in (tmp_path / runtime / "predictions.jsonl").read_text().splitlines()]
+    assert len(runs["torch"]) == len(runs["onnx"]) == 8
+    for a, b in zip(runs["torch"], runs["onnx"]):
+        assert a["image"] == b["image"] and a["verdict"] == b["verdict"] and a["size"] == b["size"]
+        assert b["score"] == pytest.approx(a["score"], rel=1e-4) and b["normalised_score"] == pytest.approx(a["normalised_score"], abs=1e-4)
+        assert len(b["regions"]) == len(a["regions"]) and [r["area"] for r in b["regions"]] == pytest.approx(
+            [r["area"] for r in a["regions"]], rel=0.02
+        )
+        assert (tmp_path / "onnx/heatmaps" / b["heatmap"].split("/")[-1]).is_file() and (tmp_path / "onnx/masks" / b["mask"].split("/")[-1]).is_file()
+
+
+def test_a_float16_bank_is_smaller_and_close(exported):
+    result = run_cli("export", MODEL, "--out", "models/half", "--bank-precision", "float16", "--check", SCORES, "--record", "half.json", cwd=exported)
+    assert result.returncode == 0, result.stderr
+    half, full = (exported / "models/half/model.onnx").stat().st_size, (exported / "models/lite0/model.onnx").stat().st_size
+    bank_bytes = load_model(exported / MODEL)[1].nbytes
+    assert full - half == pytest.approx(bank_bytes / 2, rel=0.05)
+    (r,) = json.loads((exported / "half.json").read_text())["parity"]["runtimes"]
+    assert 0 < r["max_relative_score_error"] <= 1e-2
+
+
+def test_bad_requests_get_one_line_and_leave_nothing(exported, tmp_path):
+    out = tmp_path / "out"
+    assert_usage_error(run_cli("export", MODEL, "--out", str(out), "--format", "tflite", cwd=exported), "--format", "onnx, openvino")
+    assert_usage_error(run_cli("export", MODEL, "--out", str(out), "--bank-precision", "int8", cwd=exported), "--bank-precision")
+    (tmp_path / "a_file").write_text("x")
+    assert_usage_error(run_cli("export", MODEL, "--out", str(tmp_path / "a_file"), cwd=exported), "a_file", "not a folder")
+    assert_usage_error(run_cli("export", MODEL, "--out", str(tmp_path / "a_file/sub"), cwd=exported), "a_file")
+    assert_usage_error(run_cli("export", "features/nowhere", "--out", str(out), cwd=exported), "model.json")
+    assert not out.exists()
+    image = str(exported / "data/sample/hazelnut_toy/test/good/04.jpg")
+    (tmp_path / "fake.onnx").write_bytes(b"not a model")
+    assert_usage_error(
+        run_cli("predict", str(tmp_path / "fake.onnx"), image, "--runtime", "onnx", "--out", str(out), cwd=exported), "fake.onnx", "patchcore export"
+    )
+    assert_usage_error(run_cli("predict", MODEL, image, "--runtime", "tensorrt", "--out", str(out), cwd=exported), "--runtime")
+    assert not (out / "predictions.jsonl").exists()
+
+
+def test_a_bank_of_another_fingerprint_cannot_be_exported(exported, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(exported / MODEL, model)
+    with h5py.File(model / "bank.h5", "r+") as f:
+        fp = json.loads(str(f.attrs["fingerprint"]))
+        f.attrs["fingerprint"] = json.dumps({**fp, "category": "screw"}, sort_keys=True)
+    assert_usage_error(run_cli("export", str(model), "--out", str(tmp_path / "out"), cwd=exported), "bank.h5", "'screw'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_does_not_give_evaluates_scores_is_not_written(exported, tmp_path):
+    with open(exported / SCORES, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["score"] = f"{float(row['score']) * 1.001:.6f}"
+    tampered = tmp_path / "scores.csv"
+    with open(tampered, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = run_cli("export", MODEL, "--out", str(tmp_path / "out"), "--check", str(tampered), "--record", str(tmp_path / "r.json"), cwd=exported)
+    assert_usage_error(result, "does not give evaluate's scores", "nothing was written")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_a_missing_openvino_names_the_extra(exported, tmp_path):
+    shim = tmp_path / "shim/openvino"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('openvino is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    result = run_cli("export", MODEL, "--out", str(tmp_path / "out"), "--format", "openvino", cwd=exported, env=env)
+    assert_usage_error(result, "'openvino'", "pip install -e '.[export]'")
+    assert not (tmp_path / "out").exists()
