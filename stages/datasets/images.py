@@ -16,6 +16,9 @@ from torchvision.transforms.v2 import functional as TF
 from ..config import BackboneSettings
 from ..errors import UsageError
 
+# the one RGB conversion, shared with the copyable runtime so a line PC converts exactly as extract did
+from ..runtime.patchcore_onnx import to_rgb
+
 
 def _geometry(settings: BackboneSettings) -> list:
     """Resize and centre-crop to the network's input, the steps every view of an image shares."""
@@ -65,25 +68,6 @@ def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, 
 
 # MVTec images are at most 1024 x 1024; anything past this is refused as a decompression bomb.
 MAX_PIXELS = 64_000_000
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """One RGB conversion for every input mode, so the same scene gives the same features.
-
-    16-bit and 32-bit greyscale are scaled by their type's range (PIL would clip them to
-    white); palette and alpha images are flattened (alpha dropped); CMYK and greyscale go
-    through PIL's own conversions.
-    """
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
-        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    elif image.mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    elif image.mode == "P":
-        image = image.convert("RGBA")
-    return image.convert("RGB")
 
 
 def check_pixels(image: Image.Image, path: Path, fix: str) -> None:

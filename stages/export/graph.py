@@ -6,15 +6,18 @@ aggregation, the exact nearest-neighbour search against the memory bank, the pap
 reweighting, and the map's upsampling and blur (two matrix products, core.map_operators).
 
 The search is exact and tiled: the bank is stored as tiles of TILE rows, each tile's squared
-distances come from one matrix product, its CANDIDATES nearest rows are re-measured as sums of
-squared differences (the product form loses digits to cancellation), and the best of all tiles
-win. evaluate re-ranks faiss's candidates the same way, in float64.
+distances up to the query's own norm come from one Gemm (-2 q.b + |b|^2: the tile holds -2b,
+its bias |b|^2), its CANDIDATES nearest rows are gathered and re-measured as sums of squared
+differences (the product form loses digits to cancellation), and the best of all tiles win.
+evaluate re-ranks faiss's candidates the same way, in float64. The tiles are row-major, so the
+Gemm reads them transposed in place and the gathers take whole rows; -2b is exact in float.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import PatchFeatures
@@ -42,8 +45,7 @@ class InspectionGraph(nn.Module):
         bank32 = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
         self.tiles = [(start, min(start + TILE, len(bank32))) for start in range(0, len(bank32), TILE)]
         for t, (start, stop) in enumerate(self.tiles):
-            # stored (D, rows): the product reads it as is, and no transposed copy joins the file
-            self.register_buffer(f"bank_{t}", bank32[start:stop].T.contiguous())
+            self.register_buffer(f"bank_{t}", -2.0 * bank32[start:stop])
             self.register_buffer(f"bank_sq_{t}", (bank32[start:stop].double() ** 2).sum(1).float())
         rows, cols = map_operators(grid, s.crop, sigma)
         self.register_buffer("map_rows", torch.from_numpy(rows).float())
@@ -55,17 +57,16 @@ class InspectionGraph(nn.Module):
     def _rows(self, t: int, local: torch.Tensor) -> torch.Tensor:
         """Bank rows of tile ``t`` at ``local`` indices (..., k) -> (..., k, D)."""
         tile = self._tile(t)[0]
-        picked = tile.index_select(1, local.reshape(-1))  # (D, n * k)
-        return picked.T.reshape(*local.shape, tile.shape[0])
+        return (tile.index_select(0, local.reshape(-1)) * -0.5).reshape(*local.shape, tile.shape[1])
 
     def nearest(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Squared distances (Q, k), ascending, and bank rows (Q, k) of each query's k nearest, exactly."""
-        qq = (q * q).sum(1, keepdim=True)
         found, where = [], []
         for t, (start, stop) in enumerate(self.tiles):
             tile, tile_sq = self._tile(t)
             c = min(k + CANDIDATES - 1, stop - start)
-            _, local = torch.topk(qq - 2.0 * (q @ tile) + tile_sq, c, dim=1, largest=False)
+            # |q - b|^2 - |q|^2: the query's own norm does not change which rows are nearest
+            _, local = torch.topk(F.linear(q, tile, tile_sq), c, dim=1, largest=False)
             found.append(((self._rows(t, local) - q[:, None, :]) ** 2).sum(-1))
             where.append(local + start)
         exact, rows = torch.cat(found, 1), torch.cat(where, 1)
@@ -74,7 +75,7 @@ class InspectionGraph(nn.Module):
 
     def bank_rows(self, index: torch.Tensor) -> torch.Tensor:
         """(n,) global bank rows -> (n, D), gathered tile by tile."""
-        out = torch.zeros(index.shape[0], self._tile(0)[0].shape[0], dtype=torch.float32, device=index.device)
+        out = torch.zeros(index.shape[0], self._tile(0)[0].shape[1], dtype=torch.float32, device=index.device)
         for t, (start, stop) in enumerate(self.tiles):
             inside = (index >= start) & (index < stop)
             local = torch.clamp(index - start, 0, stop - start - 1)

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 from PIL import Image
 
 MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs, as the pipeline refuses them
@@ -184,6 +183,8 @@ class Inspector:
     """An exported model and what its metadata says: input size, thresholds, data set and weights."""
 
     def __init__(self, path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0):
+        import onnxruntime  # here, not at the top: the pipeline imports this module's to_rgb without running a model
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))

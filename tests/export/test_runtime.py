@@ -128,3 +128,13 @@ def test_metadata_a_runtime_cannot_act_on_is_refused(meta, key):
     assert runtime.checked_metadata(dict(good)) == good
     with pytest.raises(ValueError, match=key):
         runtime.checked_metadata({**good, **meta})
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(20, 200), height=st.integers(20, 200), resize=st.integers(32, 64), shrink=st.integers(0, 10), seed=st.integers(0, 2**16))
+def test_maps_go_back_to_the_original_as_the_pipeline_takes_them(width, height, resize, shrink, seed):
+    crop = max(32, resize - shrink)
+    s = _settings(resize, crop, "bilinear")
+    amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32)
+    box = crop_box(s, (height, width))
+    assert np.array_equal(runtime.to_original(amap, box, (height, width)), regions.to_original(amap, box, (height, width)))
