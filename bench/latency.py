@@ -12,8 +12,9 @@ inputs (decoding is the same Pillow work on every side):
   forward up to the tapped layers;
 - onnxruntime and OpenVINO (CPU, f32): the exported file, and the bare backbone exported alone;
 - anomalib 2.7 (with ``--peer-python``, in its own environment, never a project dependency): its
-  Patchcore fitted on the same images with the same backbone and a 10% coreset (the same bank
-  size), exported by ``Engine.export`` to ONNX and run in onnxruntime.
+  Patchcore fitted on the same images with the same backbone, resize 256 and crop 224 and a 10%
+  coreset (the same bank size), exported by ``Engine.export`` to ONNX and run in onnxruntime at
+  the batch its export fixes (2); its graph takes the 256 px image and crops it itself.
 
 Rounds alternate the sides; p50 and p99 are over every timed call of every round (latency per
 image = call time / batch). WideResNet50 runs with random weights (its published ones cannot be
@@ -53,7 +54,10 @@ root, out, threads = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 data = Folder(name="bench", root=root, normal_dir="train/good", abnormal_dir="test/paint", normal_test_dir="test/good",
               mask_dir="ground_truth/paint", train_batch_size=8, eval_batch_size=8, num_workers=0)
-model = Patchcore(backbone="wide_resnet50_2", layers=["layer2", "layer3"], pre_trained=False, coreset_sampling_ratio=0.1, num_neighbors=9)
+# resize 256, centre crop 224 (the paper's, and the project's): a 28 x 28 grid, so both banks hold the same rows
+crop = Patchcore.configure_pre_processor(image_size=(256, 256), center_crop_size=(224, 224))
+model = Patchcore(backbone="wide_resnet50_2", layers=["layer2", "layer3"], pre_trained=False, coreset_sampling_ratio=0.1, num_neighbors=9,
+                  pre_processor=crop)
 engine = Engine(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, default_root_dir=str(out))
 engine.fit(model=model, datamodule=data)
 path = engine.export(model=model, export_type="onnx", export_root=out)  # input_size None: dynamic batch and size
@@ -67,10 +71,11 @@ import json, sys, time
 import numpy as np, onnxruntime as ort
 path, threads, batch, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 options = ort.SessionOptions(); options.intra_op_num_threads = threads
+options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as on the project's sessions
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 name, first = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
 batch = first if isinstance(first, int) else batch
-x = np.random.default_rng(0).random((batch, 3, 224, 224), dtype=np.float32)
+x = np.random.default_rng(0).random((batch, 3, 256, 256), dtype=np.float32)  # its graph resizes and crops to 224 itself
 session.run(None, {name: x})
 times = []
 for _ in range(calls):
@@ -136,6 +141,9 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # idle onnxruntime workers spin after each run; with several sessions in one process they would
+    # take the cores from the side timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     full_ort = ort.InferenceSession(str(project / "exported/model.onnx"), options, providers=["CPUExecutionProvider"])
     bare_ort = ort.InferenceSession(str(bare), options, providers=["CPUExecutionProvider"])
     f32 = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
