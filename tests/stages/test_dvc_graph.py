@@ -72,6 +72,8 @@ def project(sample_root, tmp_path_factory) -> Project:
         f"coreset@widget-{B1}",
         f"evaluate@widget-{B0}",
         f"evaluate@widget-{B1}",
+        f"export@widget-{B0}",
+        f"export@widget-{B1}",
         "summarize",
     }
     assert p.repro() == set()  # nothing changed, nothing runs
@@ -80,12 +82,20 @@ def project(sample_root, tmp_path_factory) -> Project:
 
 def test_a_backbone_edit_reruns_only_its_branch(project):
     project.edit(**{f"backbones.{B1}.target_dim": 100})
-    assert project.repro() == {f"extract@widget-{B1}", f"coreset@widget-{B1}", f"evaluate@widget-{B1}", "summarize"}
+    assert project.repro() == {f"extract@widget-{B1}", f"coreset@widget-{B1}", f"evaluate@widget-{B1}", f"export@widget-{B1}", "summarize"}
 
 
 def test_coreset_settings_rerun_coreset_and_evaluate_not_extract(project):
     project.edit(**{"coreset.ratio": 0.2})
-    assert project.repro() == {f"coreset@widget-{B0}", f"coreset@widget-{B1}", f"evaluate@widget-{B0}", f"evaluate@widget-{B1}", "summarize"}
+    assert project.repro() == {
+        f"coreset@widget-{B0}",
+        f"coreset@widget-{B1}",
+        f"evaluate@widget-{B0}",
+        f"evaluate@widget-{B1}",
+        f"export@widget-{B0}",
+        f"export@widget-{B1}",
+        "summarize",
+    }
 
 
 def test_unchanged_extract_gives_identical_bytes_and_stops_there(project):
@@ -106,6 +116,8 @@ def test_adding_then_removing_a_category(project):
         f"coreset@gadget-{B1}",
         f"evaluate@gadget-{B0}",
         f"evaluate@gadget-{B1}",
+        f"export@gadget-{B0}",
+        f"export@gadget-{B1}",
         "summarize",
     }
     assert "gadget" in project.summary()[B0]
@@ -119,5 +131,5 @@ def test_adding_a_backbone_runs_only_its_stages(project):
     assert project.repro() == {"summarize"}
     project.edit(**{"run.backbones": [B0, "efficientnet_lite2"]})
     b2 = "efficientnet_lite2"
-    assert project.repro() == {f"extract@widget-{b2}", f"coreset@widget-{b2}", f"evaluate@widget-{b2}", "summarize"}
+    assert project.repro() == {f"extract@widget-{b2}", f"coreset@widget-{b2}", f"evaluate@widget-{b2}", f"export@widget-{b2}", "summarize"}
     assert set(project.summary()) == {"dataset", B0, b2}

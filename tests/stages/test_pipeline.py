@@ -124,9 +124,11 @@ def test_train_fraction_outside_unit_interval_is_refused(project):
 # SIMD kernels differs in its last bits, which moves a distance by about 1e-6 of itself and a
 # pixel AUROC or AUPRO by less than 1e-6; scoring by the second-nearest bank row instead of the
 # nearest moved the threshold by 1.1%, the pixel AUROC by 2.3e-4 and the AUPRO by 5.1e-4 (the
-# image AUROC stays 1.0 on these easy defects, so it cannot tell).
-PINNED = {"image_auroc": 1.0, "pixel_auroc": 0.988082, "aupro": 0.954655}
-PINNED_THRESHOLD = 30.76962
+# image AUROC stays 1.0 on these easy defects, so it cannot tell). Resizing with Pillow instead of
+# torchvision's uint8 tensor kernel (one grey level apart on some pixels) moved the pixel AUROC
+# by 6.8e-5, the AUPRO by 1.8e-4 and the threshold by 0.03%.
+PINNED = {"image_auroc": 1.0, "pixel_auroc": 0.98815, "aupro": 0.954477}
+PINNED_THRESHOLD = 30.779162
 
 
 def test_the_numbers_are_the_ones_this_method_computes_here(pipeline):
