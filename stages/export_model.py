@@ -10,7 +10,6 @@ from .errors import UsageError
 from .export import onnx_file, parity
 from .store import paths
 from .store.atomic import atomic_path, write_json
-from .store.model_folder import ModelFolder
 from .store.output_set import output_set
 
 
@@ -35,7 +34,6 @@ def main(
     _check_options(fmt, bank_precision, out)
     if record is not None and scores_csv is None:
         raise UsageError("--record needs --check SCORES_CSV: the record is the parity check's")
-    card = ModelFolder(Path(model_dir)).read_card()
     files = [out / "model.onnx"] + ([out / "model.xml", out / "model.bin"] if fmt == "openvino" else []) + ([record] if record else [])
     with output_set(files), tempfile.TemporaryDirectory(prefix="patchcore-export-") as scratch:
         onnx_path = Path(scratch) / "model.onnx"
@@ -46,7 +44,9 @@ def main(
             onnx_file.write_openvino(onnx_path, xml_path)
         checked = None
         if scores_csv is not None:
-            checked = parity.check(onnx_path, xml_path, paths.data_dir(card.dataset, card.category), scores_csv, bank_precision, out / "model.onnx")
+            checked = parity.check(
+                onnx_path, xml_path, paths.data_dir(str(meta["dataset"]), str(meta["category"])), scores_csv, bank_precision, out / "model.onnx"
+            )
         for name in ("model.onnx", "model.xml", "model.bin")[: 3 if fmt == "openvino" else 1]:
             with atomic_path(out / name, Path(name).suffix) as tmp:
                 shutil.move(Path(scratch) / name, tmp)

@@ -6,8 +6,9 @@ import contextlib
 import fcntl
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from .store.model_folder import ModelCard, load_model
 from .store.output_set import output_set
 
 BATCH = 8
+T = TypeVar("T")  # what _decoded makes of each image
 
 
 def collect_images(items: list[Path]) -> list[Path]:
@@ -55,10 +57,9 @@ def settings_note(card: ModelCard, model_dir: Path, params: Params | None) -> st
     return line + (f"; params.yaml differs ({', '.join(now)}) and is not used" if now else "")
 
 
-def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -> Iterator[torch.Tensor]:
-    """Normalised images, BATCH at a time (memory does not grow with their number); unreadable files are
-    reported in ``failures`` and skipped; each group's paths and pictures are appended to ``decoded``."""
-    transform, view = image_transform(settings), network_view(settings)
+def _decoded(images: list[Path], prepare: Callable[[Image.Image], T], failures: list[str]) -> Iterator[list[tuple[Path, T, tuple[int, int]]]]:
+    """(path, prepare(image), original size) of each readable image, BATCH at a time (memory does not grow
+    with their number); unreadable files are reported in ``failures`` and skipped."""
     for first in range(0, len(images), BATCH):
         group = []
         for path in images[first : first + BATCH]:
@@ -66,12 +67,19 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
                 with readable(path, "skipped"):  # one bad file must not stop the others
                     check_regular(path, "skipped")
                     image = load_rgb(path)
-                    group.append((path, transform(image), view(image), image.size))
+                    group.append((path, prepare(image), image.size))
             except UsageError as exc:
                 failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
         if group:
-            decoded.append([(path, picture, size) for path, _, picture, size in group])
-            yield torch.stack([x for _, x, _, _ in group])
+            yield group
+
+
+def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -> Iterator[torch.Tensor]:
+    """Normalised images, BATCH at a time; each group's paths and pictures are appended to ``decoded``."""
+    transform, view = image_transform(settings), network_view(settings)
+    for group in _decoded(images, lambda image: (transform(image), view(image)), failures):
+        decoded.append([(path, picture, size) for path, (_, picture), size in group])
+        yield torch.stack([x for _, (x, _), _ in group])
 
 
 PICTURES = ("heatmaps", "masks", "maps")  # the folders of one run under --out, swapped in whole when it ends
@@ -167,22 +175,6 @@ def _onnx_file(model: Path) -> Path:
     return path
 
 
-def _prepared(images: list[Path], inspector, failures: list[str]) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
-    """The model inputs (uint8, the runtime's own preparation), BATCH at a time; unreadable files go to ``failures``."""
-    for first in range(0, len(images), BATCH):
-        group = []
-        for path in images[first : first + BATCH]:
-            try:
-                with readable(path, "skipped"):
-                    check_regular(path, "skipped")
-                    image = load_rgb(path)
-                    group.append((path, inspector.prepare(image), image.size))
-            except UsageError as exc:
-                failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
-        if group:
-            yield group
-
-
 def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") -> tuple[list[dict], list[str], str]:
     """predict through an exported file and the copyable runtime (onnxruntime): the same records, heatmaps and masks."""
     from .export.onnx_file import optional
@@ -205,7 +197,7 @@ def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") 
     failures: list[str] = []
     with _exclusive(out), staged, contextlib.ExitStack() as folders:
         write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
-        for group in _prepared(images, inspector, failures):
+        for group in _decoded(images, inspector.prepare, failures):
             scores, amaps = inspector.run(np.stack([pixels for _, pixels, _ in group]))
             for (image, pixels, size), score, amap in zip(group, scores, amaps):
                 name = f"{len(records):05d}_{image.stem}"
