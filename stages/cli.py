@@ -1,9 +1,6 @@
-"""The `patchcore` command: one subcommand per pipeline stage, plus predict and listings.
-
-Wiring only: each command loads params.yaml once and hands the settings to its stage module,
-imported inside the command so that a stage runs (and DVC tracks) only the code it needs.
-Bad input is reported as one line on stderr with exit code 2.
-"""
+"""The `patchcore` command: one subcommand per pipeline stage, plus predict, serve and listings. Wiring only: each
+command loads params.yaml once and hands the settings to its stage module, imported inside the command so that a stage
+runs (and DVC tracks) only the code it needs. Bad input is reported as one line on stderr with exit code 2."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from typing import NoReturn
 import typer
 
 from . import config
-from .errors import UsageError, write_error
+from .errors import UsageError, failure
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help=__doc__)
 
@@ -117,6 +114,41 @@ def export(
     typer.echo(stage.main(model, out, fmt, bank_precision, check, record))
 
 
+@app.command()
+def serve(
+    model: Path = typer.Argument(
+        ..., help="model folder (features/<dataset>/<category>/<backbone>), or with --runtime onnx an exported model.onnx or its folder"
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; beyond loopback only with PATCHCORE_TOKEN set"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    runtime: str = typer.Option("torch", "--runtime", help="torch (a model folder) or onnx (an exported file, run by onnxruntime)"),
+    state: Path = typer.Option(Path("state"), "--state", help="folder for the history (SQLite) and the inspected images and heatmaps"),
+    device: str = typer.Option("auto", "--device", help="torch runtime: auto, cpu, cuda or cuda:N"),
+    max_batch: int = typer.Option(8, "--max-batch", help="most images scored in one forward pass"),
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="longest a request waits for others to join its batch"),
+    max_upload_mb: int = typer.Option(32, "--max-upload-mb", help="largest upload accepted, in MB"),
+) -> None:
+    """An inspection service: POST /v1/inspect, history, reviews and a review page at /, the model loaded once."""
+    from . import serve as stage
+
+    stage.main(model, host, port, runtime, state, device, max_batch, max_wait_ms, max_upload_mb)
+
+
+app.add_typer(feedback_app := typer.Typer(no_args_is_help=True, help="The service's reviews, back into the pipeline."), name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    state: Path = typer.Option(Path("state"), "--state", help="the folder 'patchcore serve --state' used"),
+    out: Path = typer.Option(..., "--out", help="data set folder: <out>/<category>/train/good and test/defective are written"),
+    category: str = typer.Option(None, "--category", help="category folder name (default: the served model's category)"),
+) -> None:
+    """Write the reviewed images as a folder data set in MVTec layout (reviewed good: train/good; defective: test/defective)."""
+    from . import feedback as stage
+
+    typer.echo(stage.main(state, out, category))
+
+
 @app.command("classes")
 def list_classes(data: Path = typer.Option(Path("data"), help="folder holding <dataset>/<category>/")) -> None:
     """List the MVTec AD classes and the categories present locally, with image counts."""
@@ -163,9 +195,8 @@ def check_links(url: list[str] = typer.Option([], "--url", help="check these lin
             dead += problem is not None
             typer.echo(f"{'dead' if problem else 'ok  '} {item}: {link}{' (' + problem + ')' if problem else ''}")
     if dead:
-        typer.echo(
-            f"{dead} dead link(s): put the current link first in stages/datasets/sources.py (MVTec lists them at {sources.MVTEC_PAGE})", err=True
-        )
+        fix = f"put the current link first in stages/datasets/sources.py (MVTec lists them at {sources.MVTEC_PAGE})"
+        typer.echo(f"{dead} dead link(s): {fix}", err=True)
         raise typer.Exit(1)
 
 
@@ -210,18 +241,6 @@ def _fail(message: str, code: int) -> NoReturn:
     # after a failed HDF5 write the library would retry the write at interpreter exit and
     # crash; the temporaries are already removed, so leave without running finalisers
     os._exit(code)
-
-
-def failure(exc: BaseException) -> tuple[str, int] | None:
-    """The one line and exit code of an error the user can act on; None for a bug (its traceback is shown)."""
-    if isinstance(exc, UsageError):
-        return str(exc), 2
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted; no partial output was left behind", 130
-    if isinstance(exc, OSError):
-        message = write_error(exc)
-        return None if message is None else (message, 2)
-    return None
 
 
 def main() -> None:

@@ -45,3 +45,15 @@ def write_error(exc: OSError) -> str | None:
     # a copy that fails names its source first and the file it writes second (shutil, os.replace)
     path = exc.filename2 or exc.filename or next(iter(_H5_FILENAME.findall(str(exc))), None) or "an output file"
     return f"cannot write {output_name(str(path))}: {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]}"
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code of an error the user can act on; None for a bug (its traceback is shown)."""
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; no partial output was left behind", 130
+    if isinstance(exc, OSError):
+        message = write_error(exc)
+        return None if message is None else (message, 2)
+    return None

@@ -16,14 +16,13 @@ from PIL import Image
 
 from .config import Params
 from .core import devices
-from .core.regions import decide
 from .core.scoring import reweighting
-from .core.thresholds import normalised
-from .datasets.images import crop_box, image_transform, load_rgb, network_view, readable
+from .datasets.images import image_transform, load_rgb, network_view, readable
 from .datasets.layout import check_regular, is_image_file
 from .engines import ray_pool as engines
 from .engines import settings as engine_settings
 from .engines.feature_workers import PredictWorker
+from .engines.loaded_models import OnnxModel, check_weights, decided
 from .engines.settings import EngineSettings
 from .errors import UsageError
 from .store import decisions, figures
@@ -85,19 +84,10 @@ def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -
 PICTURES = ("heatmaps", "masks", "maps")  # the folders of one run under --out, swapped in whole when it ends
 
 
-def _decided(score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard) -> tuple[dict, np.ndarray, np.ndarray | None]:
-    """One image's fields (score, verdict, regions, normalised score, threshold, size), its map at the original size and its mask."""
-    width, height = size
-    entry, omap, mask = decide(score, amap, crop_box(card.backbone, (height, width)), (height, width), card.threshold, card.pixel_threshold)
-    threshold, span = card.threshold, card.score_range
-    entry["normalised_score"] = None if threshold is None or span is None else round(float(normalised(np.array([score]), threshold, *span)[0]), 6)
-    return {**entry, "threshold": threshold, "size": [width, height]}, omap, mask
-
-
-def _record(path: Path, name: str, decided: tuple[dict, np.ndarray, np.ndarray | None], out: Path, write: dict, maps: str) -> dict:
+def _record(path: Path, name: str, result: tuple[dict, np.ndarray, np.ndarray | None], out: Path, write: dict, maps: str) -> dict:
     """One image's JSON line naming its files under ``out``; its mask (and with ``maps``, its raw map) at the
     original size are written into ``write``, the run's temporary folders."""
-    entry, omap, mask = decided
+    entry, omap, mask = result
     record = {"image": str(path), **entry, "heatmap": str(out / "heatmaps" / f"{name}.png")}
     if mask is not None:
         record["mask"] = str(out / "masks" / f"{name}.png")
@@ -147,10 +137,7 @@ def run(
     with _exclusive(out), staged, contextlib.ExitStack() as folders, engines.pool(PredictWorker, args, engine or EngineSettings()) as scorer:
         write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
         weights, device = scorer.first("identity")
-        if weights != card.weights:
-            raise UsageError(
-                f"the model was made with weights '{card.weights}' but this machine now loads '{weights}'; use the same weights or rebuild the model"
-            )
+        check_weights(card, weights)
         failures: list[str] = []
         decoded: deque = deque()  # the groups sent and not yet scored: their paths, pictures and original sizes
         b = reweighting(card.reweight_neighbours, len(bank))[0]  # a card's b beyond its bank: Eq. 7 off, as evaluate does
@@ -159,7 +146,7 @@ def run(
         for scores, amaps in scorer.map("predict", shards):
             for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
                 name = f"{len(records):05d}_{path.stem}"
-                record = _record(path, name, _decided(score, amap, size, card), out, write, maps)
+                record = _record(path, name, decided(score, amap, size, card), out, write, maps)
                 record.update({"model": str(model_dir), "weights": card.weights, "device": device})
                 figures.save_overlay(write["heatmaps"] / f"{name}.png", picture, amap, card.heat_scale)
                 records.append(record)
@@ -168,26 +155,11 @@ def run(
     return records, failures, card
 
 
-def _onnx_file(model: Path) -> Path:
-    path = model / "model.onnx" if model.is_dir() else model
-    if not path.is_file():
-        raise UsageError(f"{path} not found; --runtime onnx takes a model.onnx written by 'patchcore export' (or its folder)")
-    return path
-
-
 def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") -> tuple[list[dict], list[str], str]:
     """predict through an exported file and the copyable runtime (onnxruntime): the same records, heatmaps and masks."""
-    from .export.onnx_file import optional
-    from .runtime import patchcore_onnx
-
-    optional("onnxruntime", "patchcore predict --runtime onnx")
-    path = _onnx_file(Path(model))
-    try:
-        inspector = patchcore_onnx.Inspector(path, threads=torch.get_num_threads())
-    except Exception as exc:  # onnxruntime raises its own exception types for a damaged file; the metadata checks raise ValueError
-        raise UsageError(
-            f"{path}: not a model file written by 'patchcore export' ({exc.__class__.__name__}: {str(exc)[:200]}); export it again"
-        ) from None
+    model = Path(model)
+    path = model / "model.onnx" if model.is_dir() else model
+    inspector = OnnxModel(path, torch.get_num_threads()).inspector
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")

@@ -7,7 +7,7 @@ import pytest
 from helpers import REPO
 from imports import PACKAGE, imported_modules
 
-ROLES = ("config", "backbones", "datasets", "store", "engines", "export", "runtime")
+ROLES = ("config", "backbones", "datasets", "store", "engines", "export", "runtime", "service")
 STAGE_MODULES = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "errors"}
 FILES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -37,6 +37,8 @@ def test_imports_never_point_back_up(path):
             assert there != "stage", f"{path}: a library role imports the stage module {module}"
             # export builds on the library roles; only stage modules (and the CLI) reach it
             assert there != "export" or here == "export", f"{path}: the library role {here} imports {module}"
+            # the service is a front end like the CLI: only its stage modules (serve, feedback) reach it
+            assert there != "service" or here == "service", f"{path}: the library role {here} imports {module}"
         if module.startswith("stages.reports") and here != "reports":
             # reports read what the pipeline wrote, through DVC; only the CLI reaches them
             assert path == PACKAGE / "cli.py", f"{path}: imports {module}; only cli.py may use stages/reports/"

@@ -1,0 +1,200 @@
+"""The HTTP application: the API under /v1, health probes, and the review page.
+
+Every answer is JSON (or a file the service itself wrote); every error is {"error": one line}
+with a 4xx/5xx status, never a traceback. With a token, every /v1 call needs it as a bearer
+token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from PIL import Image
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ..engines.loaded_models import OnnxModel, Scored, TorchModel
+from ..store.figures import heat_overlay
+from . import page
+from .batching import Batcher
+from .history import ID, History, png_bytes
+from .uploads import Rejected, capped_body, decoded, file_part
+
+
+@dataclass
+class Settings:
+    model_path: str
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    max_queue: int = 256
+    max_bytes: int = 32 * 1024 * 1024
+    token: str | None = None
+    metrics: dict | None = None  # evaluate's figures for this model, when the project has them
+    extra: dict = field(default_factory=dict)
+
+
+class Review(BaseModel):
+    review: Literal["good", "defective"]
+
+
+def _public(row: dict) -> dict:
+    """A stored inspection as the API shows it: predict's fields, with URLs in place of file paths."""
+    base = f"/v1/inspections/{row['id']}"
+    out = {k: v for k, v in row.items() if not k.startswith("_")}
+    out.update({"image_url": f"{base}/image", "heatmap": f"{base}/heatmap", "mask": f"{base}/mask" if row["_mask"] else None})
+    return out
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split())[:1000]}, status_code=status, headers=headers)
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(Rejected)
+    async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        return _error(exc.status, str(exc), {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        messages = {404: f"no such endpoint: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return _error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def crashed(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error ({exc.__class__.__name__}); the server log has the details")
+
+
+def _store(model: TorchModel | OnnxModel, history: History, settings: Settings, name: str, upload, scored: Scored) -> dict:
+    """Encode the heatmap and mask, and keep the inspection (run off the event loop)."""
+    heatmap = png_bytes(heat_overlay(scored.picture, scored.amap, model.heat_scale))
+    mask = None if scored.mask is None else png_bytes(scored.mask.astype("uint8") * 255)
+    record = {
+        "image": name,
+        **scored.entry,
+        "model": settings.model_path,
+        "weights": model.describe()["weights"],
+        "device": model.describe()["device"],
+    }
+    return history.add(record, upload.data, upload.suffix, heatmap, mask)
+
+
+def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, batcher: Batcher) -> APIRouter:
+    async def authorised(request: Request) -> None:
+        if settings.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), settings.token.encode()):
+            raise Rejected(401, "missing or wrong token: send 'Authorization: Bearer <PATCHCORE_TOKEN>'")
+
+    api = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
+    described = model.describe()
+
+    @api.get("/model")
+    async def model_card() -> dict:
+        return {
+            **described,
+            "metrics": settings.metrics,
+            "service": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "recent_batches": batcher.batches},
+        }
+
+    @api.post("/inspect")
+    async def inspect(request: Request, filename: Annotated[str | None, Query(max_length=200)] = None) -> dict:
+        body = await capped_body(request.stream(), request.headers.get("content-length"), settings.max_bytes)
+        name = filename or "upload"
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            name, body = await file_part(body, request.headers)
+        upload = await run_in_threadpool(decoded, name, body)
+        scored = await batcher.submit(upload.image)
+        row = await run_in_threadpool(_store, model, history, settings, upload.name, upload, scored)
+        return _public(row)
+
+    _history_routes(api, history)
+    return api
+
+
+def _history_routes(api: APIRouter, history: History) -> None:
+    def known(ident: str) -> dict:
+        row = history.get(ident)
+        if row is None:
+            raise Rejected(404, f"unknown inspection id {ident[:40]!r}; list them with GET /v1/inspections")
+        return row
+
+    @api.get("/inspections")
+    async def inspections(
+        verdict: Literal["good", "anomalous"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        before: Annotated[str | None, Query(pattern=ID.pattern)] = None,
+    ) -> dict:
+        if before is not None:
+            known(before)
+        rows = await run_in_threadpool(history.latest, verdict, limit, before)
+        return {"inspections": [_public(r) for r in rows], "next_before": rows[-1]["id"] if len(rows) == limit else None, **history.counts()}
+
+    @api.get("/inspections/{ident}")
+    async def inspection(ident: str) -> dict:
+        return _public(known(ident))
+
+    @api.get("/inspections/{ident}/{kind}")
+    async def inspection_file(ident: str, kind: Literal["image", "heatmap", "mask"]) -> FileResponse:
+        found = history.file(known(ident)["id"], kind)
+        if found is None:
+            raise Rejected(404, f"inspection {ident} has no {kind} (the model has no pixel threshold)")
+        return FileResponse(found[0], media_type=found[1])
+
+    @api.post("/inspections/{ident}/review")
+    async def review(ident: str, body: Review) -> dict:
+        known(ident)
+        updated = await run_in_threadpool(history.review, ident, body.review)
+        return _public(updated or known(ident))
+
+
+def create(model: TorchModel | OnnxModel, history: History, settings: Settings) -> FastAPI:
+    batcher = Batcher(model.score, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue)
+    ready = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        batcher.start()
+        warm = Image.new("RGB", (64, 64), (128, 128, 128))
+
+        async def warm_up() -> None:  # the first forward pass allocates; readyz says ready after it
+            await batcher.submit(warm)
+            ready.set()
+
+        task = asyncio.get_running_loop().create_task(warm_up())
+        yield
+        task.cancel()
+        await batcher.stop()
+        history.close()
+
+    app = FastAPI(title="patchcore inspection service", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    _handlers(app)
+    page.mount(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if not ready.is_set():
+            return _error(503, "the model is warming up; retry shortly")
+        return JSONResponse({"ready": True, "runtime": model.runtime, "model": settings.model_path})
+
+    app.include_router(_api(model, history, settings, batcher))
+    return app
