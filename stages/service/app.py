@@ -170,10 +170,11 @@ def create(model: TorchModel | OnnxModel, history: History, settings: Settings) 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         batcher.start()
-        warm = Image.new("RGB", (64, 64), (128, 128, 128))
+        warm = [Image.new("RGB", (512, 512), (128, 128, 128))] * settings.max_batch
 
-        async def warm_up() -> None:  # the first forward pass allocates; readyz says ready after it
-            await batcher.submit(warm)
+        async def warm_up() -> None:
+            # a full batch first: its working set is then allocated (and kept, backbones.allocator) before readyz says ready
+            await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, warm)
             ready.set()
 
         task = asyncio.get_running_loop().create_task(warm_up())

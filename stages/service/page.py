@@ -16,7 +16,7 @@ ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
 
 
 def _assets() -> dict[str, bytes]:
-    folder = resources.files(__package__) / "page"
+    folder = resources.files(__package__) / "assets"
     return {name: (folder / name).read_bytes() for name in ASSETS}
 
 

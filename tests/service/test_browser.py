@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ playwright = pytest.importorskip("playwright.sync_api", reason="the test extra i
 # Playwright cannot download its own browser here; CI installs Debian's (.ci/run)
 CHROMIUM = os.environ.get("PATCHCORE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = os.environ.get("PATCHCORE_SCREENSHOT")  # set to plots/readme/serve_page.png to remake the README's picture
+
+
+def _until(page, expression: str, timeout: float = 30) -> None:
+    """Poll ``expression`` from here: page.wait_for_function evaluates strings, which the page's CSP forbids."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"never true: {expression}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +46,7 @@ def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_p
     image = images_of(served_project)[0]  # a defective one (test/colour)
     page.set_input_files("#file", str(image))
     page.wait_for_selector("#verdict:has-text('anomalous')", timeout=60_000)
-    page.wait_for_function("document.getElementById('heatmap').complete && document.getElementById('heatmap').naturalWidth > 0")
+    _until(page, "document.getElementById('heatmap').complete && document.getElementById('heatmap').naturalWidth > 0")
     assert page.inner_text("#r-name") == image.name
     shown = float(page.inner_text("#score"))
     newest = server.json("GET", "/v1/inspections?limit=1")[1]["inspections"][0]
@@ -49,7 +58,7 @@ def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_p
     assert server.json("GET", f"/v1/inspections/{newest['id']}")[1]["review"] == "good"
     assert page.locator(f"tr[data-id='{newest['id']}'] td.review").inner_text() == "good"
     page.select_option("#filter", "anomalous")
-    page.wait_for_function("[...document.querySelectorAll('#rows tr td:nth-child(4)')].every(td => td.textContent === 'anomalous')")
+    _until(page, "[...document.querySelectorAll('#rows tr td:nth-child(4)')].every(td => td.textContent === 'anomalous')")
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
