@@ -22,7 +22,7 @@ MARK = "feedback.json"  # says a folder was written here, so a second export may
 def main(state: Path, out: Path, category: str | None) -> str:
     if not (state / "history.sqlite").is_file():
         raise UsageError(f"--state {state}: no service history there (history.sqlite); name the folder 'patchcore serve --state' used")
-    history = History(state)
+    history = History(state, sweep=False)  # the server may be running and writing
     try:
         rows, served = history.reviewed(), history.model()
     finally:

@@ -78,16 +78,16 @@ def _handlers(app: FastAPI) -> None:
         return _error(500, f"internal error ({exc.__class__.__name__}); the server log has the details")
 
 
-def _store(model: TorchModel | OnnxModel, history: History, settings: Settings, name: str, upload, scored: Scored) -> dict:
+def _store(model: TorchModel | OnnxModel, described: dict, history: History, settings: Settings, upload, scored: Scored) -> dict:
     """Encode the heatmap and mask, and keep the inspection (run off the event loop)."""
     heatmap = png_bytes(heat_overlay(scored.picture, scored.amap, model.heat_scale))
     mask = None if scored.mask is None else png_bytes(scored.mask.astype("uint8") * 255)
     record = {
-        "image": name,
+        "image": upload.name,
         **scored.entry,
         "model": settings.model_path,
-        "weights": model.describe()["weights"],
-        "device": model.describe()["device"],
+        "weights": described["weights"],
+        "device": described["device"],
     }
     return history.add(record, upload.data, upload.suffix, heatmap, mask)
 
@@ -120,7 +120,7 @@ def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, ba
             name, body = await file_part(body, request.headers)
         upload = await run_in_threadpool(decoded, name, body)
         scored = await batcher.submit(upload.image)
-        row = await run_in_threadpool(_store, model, history, settings, upload.name, upload, scored)
+        row = await run_in_threadpool(_store, model, described, history, settings, upload, scored)
         return _public(row)
 
     _history_routes(api, history)

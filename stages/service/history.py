@@ -57,7 +57,9 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 class History:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, sweep: bool = True):
+        """``sweep``: remove a killed run's leftovers; only the serving process may (a reader beside a live
+        server would remove the folder of an inspection it is writing)."""
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise UsageError(f"--state {self.folder}: is a file, not a folder; name a folder for the service's history")
@@ -76,7 +78,7 @@ class History:
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a patchcore service history ({exc}); move it away or choose another --state") from None
-        self.swept = self._sweep()
+        self.swept = self._sweep() if sweep else 0
 
     def _sweep(self) -> int:
         """Remove what a killed process left: folders being written, and folders whose row was never committed."""
