@@ -176,7 +176,7 @@ def report(rows: dict, rss: list, args, model: Path, distinct: int) -> None:
         )
     for levels in rss:
         steps = ", ".join(f"{mb:.0f} MB after c={c}" for c, mb in zip(args.concurrency, levels[1:]))
-        print(f"\nserver RSS: {levels[0]:.0f} MB ready (warmed with a full batch), {steps} ({levels[-1] - levels[0]:+.0f} MB)")
+        print(f"\nserver RSS: {levels[0]:.0f} MB ready (warmed with a full batch and each smaller size), {steps} ({levels[-1] - levels[0]:+.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
+from types import ModuleType
 
 
 class UsageError(Exception):
@@ -13,6 +15,16 @@ class UsageError(Exception):
     The message names the offending thing and the fix; the CLI prints it on one
     line and exits with code 2.
     """
+
+
+def optional(module: str, what: str, extra: str) -> ModuleType:
+    """A package of an optional extra, or one line naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(
+            f"{what} needs the Python package '{module}', which is not installed; install the {extra} extra: pip install -e '.[{extra}]'"
+        ) from None
 
 
 # errno -> what the user can do about a failed write

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import json
 import os
 import socket
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, optional
 from .store import paths
 
 MIN_TOKEN = 16
+ARENAS = 2  # malloc arenas: the model thread and the image workers (backbones/allocator.py)
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "ci95", "image_ap", "test_images", "data", "weights")
-
-
-def _needs(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise UsageError(
-            f"patchcore serve needs the Python package '{module}', which is not installed; install the serve extra: pip install -e '.[serve]'"
-        ) from None
 
 
 def checked_token(host: str, token: str | None) -> str | None:
@@ -66,7 +57,7 @@ def metrics_of(described: dict) -> dict | None:
 
 def main(model: Path, host: str, port: int, runtime: str, state: Path, device: str, max_batch: int, max_wait_ms: float, max_upload_mb: int) -> None:
     for module in ("fastapi", "uvicorn", "python_multipart"):
-        _needs(module)
+        optional(module, "patchcore serve", "serve")
     token = checked_token(host, os.environ.get("PATCHCORE_TOKEN") or None)
     if not 1 <= max_batch <= 64:
         raise UsageError(f"--max-batch {max_batch}: must be in [1, 64]")
@@ -78,9 +69,11 @@ def main(model: Path, host: str, port: int, runtime: str, state: Path, device: s
 
     import uvicorn
 
+    from .backbones import allocator
     from .engines import loaded_models
     from .service import app, history
 
+    allocator.few_arenas(ARENAS)
     held = loaded_models.load(model, runtime, device)
     store = history.History(state)
     described = held.describe()

@@ -16,12 +16,13 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP_THRESHOLD = 32 << 20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
 TRIM_THRESHOLD = 1 << 30
 
 
-def keep_freed_memory() -> bool:
-    """Apply the settings to this process (glibc on Linux; elsewhere nothing changes). Whether they took."""
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Apply glibc mallopt settings to this process (Linux; elsewhere nothing changes). Whether all took."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -29,4 +30,20 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # another C library (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return all(bool(mallopt(option, value)) for option, value in settings)
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed blocks in the process for the next batch (see the module's docstring). Whether it took."""
+    return _mallopt((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def few_arenas(count: int) -> bool:
+    """At most ``count`` malloc arenas in this process. Whether it took.
+
+    glibc gives threads that allocate at once arenas of their own, up to 8 per core, and with
+    keep_freed_memory each arena keeps what its threads freed. A service decodes and encodes
+    images on a pool of worker threads, so its memory would grow with the number of requests in
+    flight (bench/README.md, "Inspection service"). Call before the worker threads start.
+    """
+    return _mallopt((M_ARENA_MAX, count))

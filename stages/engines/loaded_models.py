@@ -18,7 +18,7 @@ from ..core.regions import decide
 from ..core.scoring import reweighting
 from ..core.thresholds import normalised
 from ..datasets.images import crop_box, image_transform, network_view
-from ..errors import UsageError
+from ..errors import UsageError, optional
 from ..runtime import patchcore_onnx
 from ..store.model_folder import ModelCard, load_model
 from .feature_workers import PredictWorker
@@ -106,10 +106,7 @@ class OnnxModel:
     runtime = "onnx"
 
     def __init__(self, path: Path, threads: int = 0):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise UsageError("--runtime onnx needs the Python package 'onnxruntime'; install the export extra: pip install -e '.[export]'") from None
+        optional("onnxruntime", "--runtime onnx", "export")
         if not path.is_file():
             raise UsageError(f"{path} not found; --runtime onnx takes a model.onnx written by 'patchcore export' (or its folder)")
         try:

@@ -8,7 +8,6 @@ with the features its backbone computes.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.metadata
 import json
 import warnings
@@ -18,6 +17,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from .. import errors
 from ..backbones import LayerTap, PatchFeatures, build
 from ..core.scoring import reweighting
 from ..errors import UsageError
@@ -32,12 +32,7 @@ OPSET = 17
 
 def optional(module: str, what: str) -> ModuleType:
     """An export dependency, or one line naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UsageError(
-            f"{what} needs the Python package '{module}', which is not installed; install the export extra: pip install -e '.[export]'"
-        ) from None
+    return errors.optional(module, what, "export")
 
 
 def project_version() -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import os
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -78,10 +80,15 @@ def _handlers(app: FastAPI) -> None:
         return _error(500, f"internal error ({exc.__class__.__name__}); the server log has the details")
 
 
+def _pictures(model: TorchModel | OnnxModel, scored: Scored) -> tuple[bytes, bytes | None]:
+    """The heatmap over the image, and the mask when the model has a pixel threshold, as PNG."""
+    heatmap = png_bytes(heat_overlay(scored.picture, scored.amap, model.heat_scale))
+    return heatmap, None if scored.mask is None else png_bytes(scored.mask.astype("uint8") * 255)
+
+
 def _store(model: TorchModel | OnnxModel, described: dict, history: History, settings: Settings, upload, scored: Scored) -> dict:
     """Encode the heatmap and mask, and keep the inspection (run off the event loop)."""
-    heatmap = png_bytes(heat_overlay(scored.picture, scored.amap, model.heat_scale))
-    mask = None if scored.mask is None else png_bytes(scored.mask.astype("uint8") * 255)
+    heatmap, mask = _pictures(model, scored)
     record = {
         "image": upload.name,
         **scored.entry,
@@ -92,7 +99,7 @@ def _store(model: TorchModel | OnnxModel, described: dict, history: History, set
     return history.add(record, upload.data, upload.suffix, heatmap, mask)
 
 
-def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, batcher: Batcher) -> APIRouter:
+def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, batcher: Batcher, image_work: anyio.CapacityLimiter) -> APIRouter:
     async def authorised(request: Request) -> None:
         if settings.token is None:
             return
@@ -118,9 +125,9 @@ def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, ba
         name = filename or "upload"
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             name, body = await file_part(body, request.headers)
-        upload = await run_in_threadpool(decoded, name, body)
+        upload = await anyio.to_thread.run_sync(decoded, name, body, limiter=image_work)
         scored = await batcher.submit(upload.image)
-        row = await run_in_threadpool(_store, model, described, history, settings, upload, scored)
+        row = await anyio.to_thread.run_sync(_store, model, described, history, settings, upload, scored, limiter=image_work)
         return _public(row)
 
     _history_routes(api, history)
@@ -163,21 +170,39 @@ def _history_routes(api: APIRouter, history: History) -> None:
         return _public(updated or known(ident))
 
 
+WARM_SIZES = 8  # batches of 1..8 images are warmed besides the full one: a line's batches are mostly that small
+
+
+async def _warm_up(model: TorchModel | OnnxModel, batcher: Batcher, image_work: anyio.CapacityLimiter, size: int, ready: asyncio.Event) -> None:
+    """A full batch down a request's whole path (decode, score, heatmap), on the threads requests use, then the smaller batch sizes.
+
+    What that allocates (imports, the network's working set and its per-shape kernels, the
+    allocator's kept memory, backbones.allocator) is then in place before readyz says ready, so
+    load adds only what it holds. Scoring sizes from large to small measured 60-75 MB of the
+    allocator's keeping that a full batch alone leaves for the first load to add.
+    """
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)  # compresses like a photo, unlike a flat image
+    blob = png_bytes(noise)
+    uploads = await asyncio.gather(*(anyio.to_thread.run_sync(decoded, "warm-up.png", blob, limiter=image_work) for _ in range(size)))
+    images = [u.image for u in uploads]
+    scored = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, images)
+    await asyncio.gather(*(anyio.to_thread.run_sync(_pictures, model, one, limiter=image_work) for one in scored))
+    for smaller in range(min(size - 1, WARM_SIZES), 0, -1):
+        await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, images[:smaller])
+    ready.set()
+
+
 def create(model: TorchModel | OnnxModel, history: History, settings: Settings) -> FastAPI:
     batcher = Batcher(model.score, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue)
+    # decoding and encoding images is CPU work: more of it at once than there are cores adds only
+    # memory in flight (each request's pixels), not throughput
+    image_work = anyio.CapacityLimiter(os.cpu_count() or 1)
     ready = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         batcher.start()
-        warm = [Image.new("RGB", (512, 512), (128, 128, 128))] * settings.max_batch
-
-        async def warm_up() -> None:
-            # a full batch first: its working set is then allocated (and kept, backbones.allocator) before readyz says ready
-            await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, warm)
-            ready.set()
-
-        task = asyncio.get_running_loop().create_task(warm_up())
+        task = asyncio.get_running_loop().create_task(_warm_up(model, batcher, image_work, settings.max_batch, ready))
         yield
         task.cancel()
         await batcher.stop()
@@ -197,5 +222,5 @@ def create(model: TorchModel | OnnxModel, history: History, settings: Settings) 
             return _error(503, "the model is warming up; retry shortly")
         return JSONResponse({"ready": True, "runtime": model.runtime, "model": settings.model_path})
 
-    app.include_router(_api(model, history, settings, batcher))
+    app.include_router(_api(model, history, settings, batcher, image_work))
     return app

@@ -12,7 +12,7 @@ import pytest
 from conftest import MODEL, Server, images_of
 from PIL import Image
 
-from helpers import run_cli
+from helpers import assert_usage_error, run_cli
 
 
 def _multipart(name: str, data: bytes, field: str = "file") -> tuple[bytes, dict]:
@@ -185,3 +185,13 @@ def test_the_exported_file_serves_the_same_results(server, served_project, tmp_p
         assert card["runtime"] == "onnx" and card["weights"] == server.json("GET", "/v1/model")[1]["weights"]
     finally:
         onnx.stop()
+
+
+def test_a_missing_serve_package_names_the_extra(served_project, tmp_path):
+    shim = tmp_path / "shim/uvicorn"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('uvicorn is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    result = run_cli("serve", MODEL, "--state", str(tmp_path / "state"), cwd=served_project, env=env)
+    assert_usage_error(result, "patchcore serve", "'uvicorn'", "pip install -e '.[serve]'")
+    assert not (tmp_path / "state").exists()
