@@ -178,8 +178,9 @@ async def _warm_up(model: TorchModel | OnnxModel, batcher: Batcher, image_work: 
 
     What that allocates (imports, the network's working set and its per-shape kernels, the
     allocator's kept memory, backbones.allocator) is then in place before readyz says ready, so
-    load adds only what it holds. Scoring sizes from large to small measured 60-75 MB of the
-    allocator's keeping that a full batch alone leaves for the first load to add.
+    load adds only what it holds: growth under load fell from +201 to +21 MB (bench/README.md,
+    "Inspection service"). Each batch size has its own block sizes; a full batch alone leaves
+    the fragmentation of the others for the first load to add.
     """
     noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)  # compresses like a photo, unlike a flat image
     blob = png_bytes(noise)
@@ -187,7 +188,8 @@ async def _warm_up(model: TorchModel | OnnxModel, batcher: Batcher, image_work: 
     images = [u.image for u in uploads]
     scored = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, images)
     await asyncio.gather(*(anyio.to_thread.run_sync(_pictures, model, one, limiter=image_work) for one in scored))
-    for smaller in range(min(size - 1, WARM_SIZES), 0, -1):
+    sizes = range(min(size - 1, WARM_SIZES), 0, -1)
+    for smaller in [*sizes, *reversed(sizes)]:  # down, then up: the blocks of one size land between another's
         await asyncio.get_running_loop().run_in_executor(batcher.model_thread, model.score, images[:smaller])
     ready.set()
 
