@@ -111,12 +111,14 @@ def _cli(project: Path, *args: str) -> None:
 def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
     """name -> callable(uint8 batch); and the bank's rows."""
     import onnxruntime as ort
-    import openvino as ov
     import torch
 
     from stages.backbones import LayerTap
     from stages.engines.feature_workers import PredictWorker
+    from stages.export.onnx_file import openvino
     from stages.store.model_folder import load_model
+
+    ov = openvino("bench/latency.py")  # its telemetry off, as in every export
 
     card, bank = load_model(model_dir)
     s = card.backbone
@@ -178,7 +180,7 @@ def timed(run, x: np.ndarray, calls: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite2", "wide_resnet50"])
-    parser.add_argument("--train", type=int, default=60, help="training images: the bank holds 10% of their patches")
+    parser.add_argument("--train", type=int, default=60, help="training images: the bank holds 10%% of their patches")
     parser.add_argument("--size", type=int, default=512, help="side of the synthetic PNGs")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per side, batch size and round")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])

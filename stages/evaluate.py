@@ -176,7 +176,15 @@ def decided(
 
 
 def write_plots(
-    plots: Path, title: str, s: Scored, pixel: tuple, data_root: Path, backbone: BackboneSettings, record: dict, threshold: float | None
+    plots: Path,
+    pictures: Path,
+    title: str,
+    s: Scored,
+    pixel: tuple,
+    data_root: Path,
+    backbone: BackboneSettings,
+    record: dict,
+    threshold: float | None,
 ) -> None:
     counts: PixelCounts | None = pixel[3]
     mask_of: dict = pixel[4]
@@ -206,7 +214,8 @@ def write_plots(
             }
         )
     vmax = float(np.quantile(s.maps, 0.999)) if len(s.maps) else 1.0
-    figures.maps_figure(plots / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)
+    pictures.mkdir(parents=True, exist_ok=True)
+    figures.maps_figure(pictures / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)
 
 
 def main(params: Params, category: str, backbone: str) -> str:
@@ -235,11 +244,11 @@ def main(params: Params, category: str, backbone: str) -> str:
         threshold = None if chosen is None else chosen["threshold"]
         pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
         title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
-        plots = paths.plots_dir(dataset, category, backbone)
-        write_plots(plots, title, scored, pixel, data_root, bb, record, threshold)
+        plots, pictures = paths.plots_dir(dataset, category, backbone), paths.pictures_dir(dataset, category, backbone)
+        write_plots(plots, pictures, title, scored, pixel, data_root, bb, record, threshold)
         why = {"threshold": record["null_reasons"].get("threshold_metrics"), "pixel_threshold": record["null_reasons"].get("pixel_threshold")}
         levels = {"threshold": threshold, "pixel_threshold": pixel_threshold, "connectivity": CONNECTIVITY}
-        decisions.write_decisions(plots, decided(scored, bb, threshold, pixel_threshold), len(scored.paths), levels, why)
+        decisions.write_decisions(plots, pictures, decided(scored, bb, threshold, pixel_threshold), len(scored.paths), levels, why)
         folder.write_card(model_card(scored, record, bb, settings))
         write_json(out, record)
     lines = [

@@ -10,7 +10,7 @@ from .errors import UsageError
 from .export import onnx_file, parity
 from .store import paths
 from .store.atomic import atomic_path, write_json
-from .store.output_set import output_set
+from .store.output_set import output_set, settle
 
 
 def _check_options(fmt: str, bank_precision: str, out: Path) -> None:
@@ -21,7 +21,7 @@ def _check_options(fmt: str, bank_precision: str, out: Path) -> None:
     onnx_file.optional("onnx", "patchcore export")
     onnx_file.optional("onnxruntime", "patchcore export")
     if fmt == "openvino":
-        onnx_file.optional("openvino", "patchcore export --format openvino")
+        onnx_file.openvino("patchcore export --format openvino")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder; name a folder for model.onnx")
 
@@ -34,6 +34,9 @@ def main(
     _check_options(fmt, bank_precision, out)
     if record is not None and scores_csv is None:
         raise UsageError("--record needs --check SCORES_CSV: the record is the parity check's")
+    if scores_csv is not None:
+        settle([scores_csv])  # evaluate's set whole before its scores are the reference
+        parity.expected_scores(scores_csv)  # a file that is not evaluate's is refused before the export's work
     files = [out / "model.onnx"] + ([out / "model.xml", out / "model.bin"] if fmt == "openvino" else []) + ([record] if record else [])
     with output_set(files), tempfile.TemporaryDirectory(prefix="patchcore-export-") as scratch:
         onnx_path = Path(scratch) / "model.onnx"
@@ -52,12 +55,8 @@ def main(
                 shutil.move(Path(scratch) / name, tmp)
         if record is not None:
             keep = ("dataset", "category", "data", "backbone", "weights", "bank_rows", "bank_precision", "producer")
-            write_json(record, {**{k: meta[k] for k in keep}, "file": str(out / "model.onnx"), "parity": checked})
+            write_json(record, {**{k: meta[k] for k in keep}, "file": str(out / "model.onnx"), "parity": parity.stable(checked)})
     size = (out / "model.onnx").stat().st_size / 2**20
     where = f" and OpenVINO IR {out / 'model.xml'}" if fmt == "openvino" else ""
-    passed = (
-        ""
-        if checked is None
-        else f"; gives evaluate's scores on {checked['images']} test images ({', '.join(r['runtime'] for r in checked['runtimes'])})"
-    )
+    passed = "" if checked is None else f"; {parity.summary(checked)}"
     return f"wrote {out / 'model.onnx'} ({size:.1f} MiB: {meta['backbone']}, {meta['bank_rows']} bank patches, {meta['weights']}){where}{passed}"

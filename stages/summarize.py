@@ -10,12 +10,15 @@ from .core.tables import summarize
 from .errors import UsageError
 from .store import metrics_files, paths, plot_data
 from .store.atomic import atomic_dir, json_text, write_json
-from .store.output_set import output_set
+from .store.output_set import output_set, settle
 
 
 def main(params: Params) -> str:
     run = params.run
     results: dict[str, dict[str, dict]] = {}
+    read = [paths.metrics_file(run.dataset, c, b) for b in run.backbones for c in run.categories]
+    read += [paths.plots_dir(run.dataset, c, b) / f"{stem}.json" for b in run.backbones for c in run.categories for stem in plot_data.CURVES]
+    settle(read)  # an evaluate killed between its renames: its whole set, never new metrics beside old curves
     # Iterate the selection, not the folder: results of removed entries must not linger.
     for backbone in run.backbones:
         for category in run.categories:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -11,9 +12,37 @@ from pydantic import AfterValidator, Field, StrictStr, model_validator
 from .names import Name
 from .types import Section
 
+_LABELS = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def well_formed(url: str) -> bool:
+    """A URL a request can be made of: a host name or address, a valid port, no spaces or control characters.
+
+    urllib refuses the others only once it connects (http.client.InvalidURL), which the download
+    would take for a network failure and retry."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError past 65535 or for a non-number)
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        return bool(host) and _LABELS.fullmatch(host.encode("idna").decode("ascii")) is not None
+    except UnicodeError:
+        return False
+
 
 def fetchable(url: str) -> bool:
-    """The rule of every download: https, or plain http only to this machine itself (localhost, 127.0.0.0/8, ::1)."""
+    """The rule of every download: a well-formed https URL, or plain http only to this machine itself (localhost, 127.0.0.0/8, ::1)."""
+    if not well_formed(url):
+        return False
     parts = urlsplit(url)
     if parts.scheme == "https":
         return True
@@ -30,7 +59,8 @@ def fetchable(url: str) -> bool:
 
 def _link(url: str) -> str:
     if not fetchable(url) or not urlsplit(url).hostname:
-        raise ValueError(f"{url!r} is not an https URL; give each link as https://host/path")
+        what = "an https URL" if well_formed(url) else "a well-formed URL (a host name, a port in [0, 65535], no spaces)"
+        raise ValueError(f"{url[:200]!r} is not {what}; give each link as https://host/path")
     return url
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..config.sources import fetchable
+from ..config.sources import fetchable, well_formed
 from ..errors import UsageError
 
 CHUNK = 1 << 20
@@ -33,6 +33,8 @@ class DeadLink(UsageError):
 def check_url(url: str) -> None:
     if fetchable(url):
         return
+    if not well_formed(url):
+        raise UsageError(f"{url[:200]!r}: not a well-formed URL (a host name, a port in [0, 65535], no spaces); correct it in params.yaml")
     raise UsageError(f"{url}: only https URLs are fetched (plain http only from this machine itself); use the https address")
 
 

@@ -111,7 +111,9 @@ class OnnxModel:
             raise UsageError(f"{path} not found; --runtime onnx takes a model.onnx written by 'patchcore export' (or its folder)")
         try:
             self.inspector = patchcore_onnx.Inspector(path, threads=threads or torch.get_num_threads())
-        except Exception as exc:  # onnxruntime raises its own types for a damaged file; the metadata checks raise ValueError
+        except ValueError as exc:  # the runtime's own checks of the metadata against the graph: their words name the field
+            raise UsageError(f"{path}: {exc}") from None
+        except Exception as exc:  # onnxruntime raises its own types for a damaged file
             raise UsageError(
                 f"{path}: not a model file written by 'patchcore export' ({exc.__class__.__name__}: {str(exc)[:200]}); export it again"
             ) from None

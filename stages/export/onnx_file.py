@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +35,31 @@ OPSET = 17
 def optional(module: str, what: str) -> ModuleType:
     """An export dependency, or one line naming the extra that installs it."""
     return errors.optional(module, what, "export")
+
+
+def openvino(what: str) -> ModuleType:
+    """OpenVINO with its telemetry off: offline line PCs are the export's users.
+
+    ``import openvino`` starts openvino_telemetry (through openvino.tools.ovc), which with no consent
+    file in ~/intel takes consent as given, writes a client id there and sends from a thread that
+    waits on the network: an export stalled for minutes on a machine without one. ovc declines
+    telemetry in CI jobs (its disable_in_ci), so the first import runs as one; the singleton is
+    then told no, whatever a later version does at import.
+    """
+    if "openvino" not in sys.modules:
+        saved = os.environ.get("CI")
+        os.environ["CI"] = "true"
+        try:
+            module = optional("openvino", what)
+        finally:
+            os.environ.pop("CI") if saved is None else os.environ.__setitem__("CI", saved)
+    else:
+        module = sys.modules["openvino"]
+    with contextlib.suppress(ImportError, RuntimeError):  # no telemetry package, or never configured: nothing to turn off
+        import openvino_telemetry
+
+        openvino_telemetry.Telemetry().consent = False
+    return module
 
 
 def project_version() -> str:
@@ -141,5 +168,5 @@ def write_onnx(model_dir: Path, target: Path, bank_precision: str = "float32") -
 
 def write_openvino(onnx_path: Path, xml_target: Path) -> None:
     """The ONNX file as OpenVINO IR (model.xml + model.bin beside it), weights kept in float32."""
-    ov = optional("openvino", "patchcore export --format openvino")
+    ov = openvino("patchcore export --format openvino")
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_target), compress_to_fp16=False)

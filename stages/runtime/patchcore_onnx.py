@@ -168,6 +168,9 @@ def checked_metadata(meta: dict) -> dict:
             raise ValueError(f"metadata {key!r} must be a string (which data set and weights the numbers come from)")
     if meta.get("interpolation") not in FILTERS:
         raise ValueError(f"metadata 'interpolation' must be one of {', '.join(FILTERS)}")
+    for key in ("threshold", "pixel_threshold", "score_range", "heat_scale"):
+        if key not in meta:
+            raise ValueError(f"metadata {key!r} is missing (null where the model has none); export the model again")
     for key in ("threshold", "pixel_threshold"):
         if meta.get(key) is not None and not _positive(meta[key]):
             raise ValueError(f"metadata {key!r} must be a positive number or null")
@@ -179,6 +182,25 @@ def checked_metadata(meta: dict) -> dict:
     return meta
 
 
+# the bytes of an ONNX TensorProto's external_data entry {key: "location", ...}: weights in another file
+_EXTERNAL = b"\x0a\x08location\x12"
+
+
+def checked_graph(session: object, meta: dict) -> None:
+    """The graph's own input and outputs against its metadata (ValueError naming the mismatch): one uint8 'image'
+    of (batch, input_size, input_size, 3), and 'score' and 'anomaly_map', as patchcore export writes them."""
+    inputs, outputs = session.get_inputs(), {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
+    if len(inputs) != 1 or inputs[0].name != "image" or inputs[0].type != "tensor(uint8)":
+        found = ", ".join(f"{i.name} ({i.type})" for i in inputs)[:200]
+        raise ValueError(f"the graph takes {found}; a patchcore model takes one uint8 tensor named 'image'")
+    size = meta["input_size"]
+    shape = list(inputs[0].shape)
+    if len(shape) != 4 or shape[1:] != [size, size, 3]:
+        raise ValueError(f"the graph's input is {shape} but its metadata 'input_size' is {size}: (batch, {size}, {size}, 3) expected")
+    if not {"score", "anomaly_map"} <= outputs:
+        raise ValueError(f"the graph's outputs are {sorted(outputs)[:10]}; a patchcore model gives 'score' and 'anomaly_map'")
+
+
 class Inspector:
     """An exported model and what its metadata says: input size, thresholds, data set and weights."""
 
@@ -187,9 +209,22 @@ class Inspector:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
+        data = Path(path).read_bytes()
+        # from bytes: onnxruntime then opens no other file, so weights "stored beside" the model (external
+        # data, whose location could name any file on the machine) cannot load
+        try:
+            self.session = onnxruntime.InferenceSession(data, options, providers=list(providers))
+        except Exception:
+            if _EXTERNAL in data:
+                raise ValueError("it keeps tensors in external data files, which this runtime does not read; export the model again") from None
+            raise
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.meta = checked_metadata({key: json.loads(value) for key, value in meta.items()})
+        try:
+            decoded = {key: json.loads(value) for key, value in meta.items()}
+        except ValueError:
+            raise ValueError("its metadata values are not JSON; export the model again") from None
+        self.meta = checked_metadata(decoded)
+        checked_graph(self.session, self.meta)
         self.size, self.resize = int(self.meta["input_size"]), int(self.meta["resize"])
         self.interpolation = str(self.meta["interpolation"])
 

@@ -35,16 +35,16 @@ def mask_name(path: str) -> str:
     return path.rsplit(".", 1)[0].replace("/", "__") + ".png"
 
 
-def write_decisions(plots: Path, decided: Iterable[tuple[dict, np.ndarray | None]], n: int, thresholds: dict, reasons: dict) -> None:
-    """regions.json (every test image's verdict and regions) and masks/ (one PNG per image), masks/ swapped in whole.
+def write_decisions(plots: Path, pictures: Path, decided: Iterable[tuple[dict, np.ndarray | None]], n: int, thresholds: dict, reasons: dict) -> None:
+    """plots/regions.json (every test image's verdict and regions) and pictures/masks/ (one PNG per image), masks/ swapped in whole.
 
     ``thresholds``: the image ``threshold``, ``pixel_threshold`` and ``connectivity``; ``reasons``: why a null one is.
     """
     entries = []
-    with atomic_dir(plots / "masks") as tmp:
+    with atomic_dir(pictures / "masks") as tmp:
         for entry, mask in tqdm(decided, total=n, desc="regions", unit="image"):
             if mask is not None:
-                entry["mask"] = f"masks/{mask_name(entry['image'])}"
+                entry["mask"] = (pictures / "masks" / mask_name(entry["image"])).as_posix()
                 mask_png(tmp / mask_name(entry["image"]), mask)
             entries.append(entry)
         write_json(tmp / "index.json", {**thresholds, "images": [e["image"] for e in entries if "mask" in e]})

@@ -20,6 +20,7 @@ from ..config.types import BlurSigma, Neighbours, NonNegativeReal, PatchCount, P
 from ..errors import UsageError
 from . import h5io, paths
 from .atomic import write_json
+from .output_set import settle
 
 
 def _with_grid(fp: dict) -> dict:
@@ -173,6 +174,7 @@ class ModelFolder:
 def load_model(model_dir: Path) -> tuple[ModelCard, np.ndarray]:
     """The model card and the bank, refused unless both describe the same features."""
     folder = ModelFolder(Path(model_dir))
+    settle([folder.card, folder.bank])  # evaluate killed between its renames: its model.json with the rest of its set
     card = folder.read_card()
     settings = card.backbone
     described = fingerprint(

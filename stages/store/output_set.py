@@ -69,11 +69,11 @@ def _put(tmp: Path, target: Path, folder: bool) -> None:
         os.replace(tmp, target)
 
 
-def _journal_entries(journal: Path, declared: dict[str, bool]) -> list[tuple[Path, Path, bool]] | None:
+def _journal_entries(journal: Path, declared: dict[str, bool] | None) -> list[tuple[Path, Path, bool]] | None:
     """A dead run's journal as (temporary, output, is-folder), or None when it is not one of this set's.
 
-    Only outputs this stage declares, each with a temporary of the journal's run beside it, are
-    accepted, so a journal from elsewhere cannot move files the stage does not own.
+    Only outputs this stage declares (``None``: any), each with a temporary of the journal's run
+    beside it, are accepted, so a journal from elsewhere cannot move files the stage does not own.
     """
     pid = journal.name[len(_JOURNAL) :].split(".", 1)[0]
     try:
@@ -83,9 +83,34 @@ def _journal_entries(journal: Path, declared: dict[str, bool]) -> list[tuple[Pat
         return None
     for tmp, target, folder in entries:
         own = tmp.parent.resolve() == target.parent.resolve() and tmp.name.startswith(f".{target.name}.{pid}.")
-        if not own or declared.get(_key(target)) is not folder:
+        if not own or (declared is not None and declared.get(_key(target)) is not folder):
             return None
     return entries
+
+
+def settle(read: Iterable[Path]) -> None:
+    """Before a stage reads what another wrote: finish a commit that a killed run journalled beside those files.
+
+    A run killed between its renames leaves a mixed set (a new metrics file beside an old
+    roc.png) until the next run of the same stage; a reader (summarize, export, predict, serve)
+    would otherwise take it as whole. The journal says which temporaries complete the set; one that
+    cannot be read, or whose run is still alive, is refused instead of read around.
+    """
+    for folder in dict.fromkeys(Path(p).parent for p in read):
+        for journal in sorted(folder.glob(_JOURNAL + "*.json")) if folder.is_dir() else []:
+            pid = journal.name[len(_JOURNAL) :].split(".", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                raise UsageError(f"{folder}: a run (process {pid}) is putting its outputs in place right now; run again when it has finished")
+            entries = _journal_entries(journal, None) if pid.isdigit() else None
+            if entries is None:
+                raise UsageError(
+                    f"{journal}: an unfinished commit of a killed run that cannot be completed; rerun the stage that writes {folder} (dvc repro)"
+                )
+            for tmp, target, is_folder in entries:
+                _put(tmp, target, is_folder)
+            for parent in dict.fromkeys(target.parent for _, target, _ in entries):
+                for copy in parent.glob(f"{_JOURNAL}{pid}.*.json"):
+                    copy.unlink(missing_ok=True)
 
 
 def recover(folders: Sequence[Path], declared: dict[str, bool]) -> None:

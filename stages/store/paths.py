@@ -38,6 +38,12 @@ def plots_dir(dataset: str, category: str, backbone: str) -> Path:
     return _under("plots", dataset, backbone, category)
 
 
+def pictures_dir(dataset: str, category: str, backbone: str) -> Path:
+    """evaluate's pictures of the user's images (maps.png, masks/): DVC-cached, so kept out of plots/,
+    whose files git tracks and summarize reads (a folder dep holding them would differ on every fresh clone)."""
+    return _under("pictures", dataset, backbone, category)
+
+
 def extract_outputs(dataset: str, category: str, backbone: str) -> list[Path]:
     """What extract writes (dvc.yaml's outs, checked by a test)."""
     return [feature_dir(dataset, category, backbone) / f"{split}.h5" for split in ("train", "test")]
@@ -45,10 +51,10 @@ def extract_outputs(dataset: str, category: str, backbone: str) -> list[Path]:
 
 def evaluate_outputs(dataset: str, category: str, backbone: str) -> tuple[list[Path], list[Path]]:
     """What evaluate writes: files and folders (dvc.yaml's outs and plots, checked by a test)."""
-    plots = plots_dir(dataset, category, backbone)
+    plots, pictures = plots_dir(dataset, category, backbone), pictures_dir(dataset, category, backbone)
     files = [metrics_file(dataset, category, backbone), feature_dir(dataset, category, backbone) / "model.json"]
-    files += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "pr.json", "pro.json", "roc.png", "maps.png")]
-    return files, [plots / "masks"]
+    files += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "pr.json", "pro.json", "roc.png")]
+    return [*files, pictures / "maps.png"], [pictures / "masks"]
 
 
 SUMMARY = Path("metrics") / "summary.json"

@@ -67,3 +67,17 @@ def test_make_surface_rebuilds_the_bundled_archive_byte_for_byte(tmp_path):
     result = _run("make_surface", ["--out", str(out)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256((REPO / "data/bundled/hazelnut_surface.tar.gz").read_bytes()).hexdigest()
+
+
+SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
+
+
+def test_every_bench_script_is_in_the_tiny_runs():
+    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve"} <= set(TINY), "add the new script to TINY"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_help(script):
+    """argparse formats help strings only when asked (a bare '%' in one crashed --help of bench/latency.py)."""
+    result = subprocess.run([sys.executable, str(REPO / "bench" / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0 and "usage:" in result.stdout and not result.stderr.strip(), result.stderr[-2000:]

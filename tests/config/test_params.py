@@ -99,7 +99,7 @@ def test_bad_values_name_the_key(changes, needles):
         assert needle in message, message
 
 
-UNSAFE = ["../../../d", "/etc", "a/b", "..", ".hidden", "-c", "", "a\\b", "x" * 101]
+UNSAFE = ["../../../d", "/etc", "a/b", "..", ".hidden", "-c", "", "a\\b", "x" * 101, "x" * 65, "trailing.", "a.b."]
 
 
 @pytest.mark.parametrize("name", UNSAFE)
@@ -173,3 +173,16 @@ def test_the_bounds_admit_what_the_method_uses():
         }
     )
     assert params.backbone("wide_resnet50").target_dim == 1024 and params.aggregation.patchsize == 9
+
+
+def test_a_name_of_the_longest_allowed_length_names_every_file_the_stages_write():
+    """A name the settings accept must not fail later at a stage ('<name>.json' and each temporary fit a file name)."""
+    from stages.config.names import MAX_SETTING_NAME
+    from stages.store import paths
+
+    name = "x" * MAX_SETTING_NAME
+    files, folders = paths.evaluate_outputs(name, name, name)
+    written = [*paths.extract_outputs(name, name, name), *files, *folders, paths.overlay_file("roc", name), paths.data_dir(name, name)]
+    for path in written:
+        temporary = f".{path.name}.4194304.abcdefgh{path.suffix}.tmp"  # store/atomic.py's pattern, the largest pid
+        assert len(temporary.encode()) <= 255 and all(len(part.encode()) <= 255 for part in path.parts), path

@@ -69,3 +69,24 @@ def test_a_redirect_to_plain_http_elsewhere_is_not_followed(tmp_path):
             fetch(server.url("moved"), tmp_path / "x.tar.gz")
         assert not (tmp_path / "x.tar.gz").exists() and not (tmp_path / "x.tar.gz.part").exists()
         assert fetch(server.url("here"), tmp_path / "x.tar.gz").read_bytes() == b"data"  # a redirect it allows is followed
+
+
+MALFORMED = [
+    "https://exa mple.com/a.tar.gz",
+    "https://example.com:99999/a.tar.gz",
+    "https:///a.tar.gz",
+    "https://ex..ample.com/a",
+    "https://host\n/a",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_is_refused_before_any_request(url, tmp_path, monkeypatch):
+    """urllib finds these only when it connects (http.client.InvalidURL), which the retry loop took for a network fault."""
+    import stages.datasets.fetch as fetching
+
+    requests: list[str] = []
+    monkeypatch.setattr(fetching, "_transfer", lambda u, *a: requests.append(u))
+    with pytest.raises(UsageError, match="not a well-formed URL"):
+        fetch(url, tmp_path / "a.tar.gz")
+    assert requests == [] and not list(tmp_path.iterdir())

@@ -138,3 +138,58 @@ def test_maps_go_back_to_the_original_as_the_pipeline_takes_them(width, height, 
     amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32)
     box = crop_box(s, (height, width))
     assert np.array_equal(runtime.to_original(amap, box, (height, width)), regions.to_original(amap, box, (height, width)))
+
+
+@pytest.mark.parametrize("key", ["threshold", "pixel_threshold", "score_range", "heat_scale"])
+def test_metadata_without_a_key_the_runtime_reads_is_refused(key):
+    """A missing threshold was a KeyError at the first image; null is how the file says 'none'."""
+    good = {
+        "format_version": 1,
+        "input_size": 224,
+        "resize": 256,
+        "interpolation": "bilinear",
+        "threshold": None,
+        "pixel_threshold": None,
+        "score_range": None,
+        "heat_scale": 4.0,
+        **dict.fromkeys(("dataset", "category", "backbone", "weights"), "x"),
+    }
+    assert runtime.checked_metadata(dict(good)) == good
+    with pytest.raises(ValueError, match=f"metadata '{key}' is missing"):
+        runtime.checked_metadata({k: v for k, v in good.items() if k != key})
+
+
+def _bare_inspector(resize: int, crop: int, threshold: float, pixel: float, low: float, high: float) -> runtime.Inspector:
+    """decide() without a session: what it makes of a map depends on the metadata alone."""
+    inspector = object.__new__(runtime.Inspector)
+    inspector.meta = {"threshold": threshold, "pixel_threshold": pixel, "score_range": [low, high]}
+    inspector.size, inspector.resize, inspector.interpolation = crop, resize, "bilinear"
+    return inspector
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.integers(20, 240),
+    height=st.integers(20, 240),
+    resize=st.integers(32, 64),
+    shrink=st.integers(0, 10),
+    score=st.floats(0.0, 5.0),
+    seed=st.integers(0, 2**16),
+)
+def test_the_runtimes_decision_is_the_pipelines_on_non_square_images(width, height, resize, shrink, score, seed):
+    """Map-back, mask, regions and verdict of Inspector.decide against the pipeline's decide, on images that are
+    not square (a width/height swap goes unseen on square ones); the normalised score by its definition."""
+    from hypothesis import assume
+
+    assume(width != height)
+    crop = max(32, resize - shrink)
+    amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32) * 2.0
+    threshold, pixel, low, high = 2.0, 1.6, 1.0, 3.0
+    record, omap, mask = _bare_inspector(resize, crop, threshold, pixel, low, high).decide(score, amap, (width, height))
+    box = runtime.crop_box(width, height, resize, crop)
+    assert np.allclose(box, crop_box(_settings(resize, crop, "bilinear"), (height, width)), atol=2e-3)  # the pipeline's own box
+    entry, expected_map, expected_mask = regions.decide(score, amap, box, (height, width), threshold, pixel)
+    assert omap.shape == (height, width) and np.array_equal(omap, expected_map) and np.array_equal(mask, expected_mask)
+    assert record["regions"] == entry["regions"] and record["verdict"] == entry["verdict"] and record["size"] == [width, height]
+    # 0.5 at the threshold, scaled by the held-out score range (high - low), clamped to [0, 1]
+    assert record["normalised_score"] == round(min(1.0, max(0.0, (score - threshold) / (high - low) + 0.5)), 6)

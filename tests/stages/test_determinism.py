@@ -14,7 +14,7 @@ OUTPUTS = (
     "plots/sample/efficientnet_lite0/hazelnut_toy/roc.json",
     "features/sample/hazelnut_toy/efficientnet_lite0/model.json",
     "plots/sample/efficientnet_lite0/hazelnut_toy/roc.png",
-    "plots/sample/efficientnet_lite0/hazelnut_toy/maps.png",
+    "pictures/sample/efficientnet_lite0/hazelnut_toy/maps.png",
 )
 SETTINGS = [
     {"FAISS_OPT_LEVEL": "generic", "OMP_NUM_THREADS": "1"},

@@ -133,3 +133,26 @@ def test_adding_a_backbone_runs_only_its_stages(project):
     b2 = "efficientnet_lite2"
     assert project.repro() == {f"extract@widget-{b2}", f"coreset@widget-{b2}", f"evaluate@widget-{b2}", f"export@widget-{b2}", "summarize"}
     assert set(project.summary()) == {"dataset", B0, b2}
+
+
+def _lock_check(root: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / ".ci/dvc_lock_check.py"), str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_fresh_clone_would_run_no_stage_and_the_ci_check_names_a_stale_one(project, tmp_path):
+    """CI's lock step on a clone (no DVC cache: the cached outputs are missing): empty when dvc.lock is current,
+    a non-zero exit naming the stage when one would run. Summarize's deps hold only files git tracks, so a
+    fresh clone (without evaluate's DVC-cached pictures) computes the same hashes as the lock."""
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+    project.sh(*git, "add", "-A")
+    project.sh(*git, "commit", "-q", "-m", "state")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project.root), str(clone)], check=True, timeout=120)
+    assert not list(clone.glob("pictures/**/maps.png"))  # DVC-cached: not in the clone
+    fresh = _lock_check(clone, project.env)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    edit_params(clone, **{"evaluate.blur_sigma": 2.0})
+    stale = _lock_check(clone, project.env)
+    assert stale.returncode == 1 and f"evaluate@widget-{B0}" in stale.stderr and "Traceback" not in stale.stderr

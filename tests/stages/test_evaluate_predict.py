@@ -28,8 +28,8 @@ def test_evaluate_reports_intervals_threshold_and_pictures(trained):
     plots = trained / "plots/sample/efficientnet_lite0/hazelnut_toy"
     roc = json.loads((plots / "roc.json").read_text())["roc"]
     assert roc[0] == {"fpr": 0.0, "tpr": 0.0} and roc[-1] == {"fpr": 1.0, "tpr": 1.0}
-    for png in ("roc.png", "maps.png"):
-        assert (plots / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in (plots / "roc.png", trained / "pictures/sample/efficientnet_lite0/hazelnut_toy/maps.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_predict_equals_evaluate(trained, tmp_path):

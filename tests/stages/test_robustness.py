@@ -186,21 +186,21 @@ def test_a_stage_killed_mid_run_removes_its_temporaries(sample_root, project, si
 
 def test_evaluate_reserves_every_output_first_and_changes_none_when_one_cannot_be_written(copy):
     lite0 = ("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0")
-    plots = copy / "plots/sample/efficientnet_lite0/hazelnut_toy"
+    plots, pictures = copy / "plots/sample/efficientnet_lite0/hazelnut_toy", copy / "pictures/sample/efficientnet_lite0/hazelnut_toy"
     outputs = [copy / "metrics/sample/efficientnet_lite0/hazelnut_toy.json", copy / FOLDER.format("efficientnet_lite0") / "model.json"]
     outputs += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "roc.png")]
     before = {p: p.read_bytes() for p in outputs}
-    masks = sorted((plots / "masks").iterdir())
+    masks = sorted((pictures / "masks").iterdir())
     # a threshold no score reaches: the metrics, scores.csv and regions.json would all change
     edit_params(copy, **{"evaluate.threshold": {"method": "fixed", "value": 1.0e6}})
-    (plots / "maps.png").unlink()
-    (plots / "maps.png").mkdir()  # the last picture evaluate writes cannot be written
+    (pictures / "maps.png").unlink()
+    (pictures / "maps.png").mkdir()  # the last picture evaluate writes cannot be written
     result = run_cli(*lite0, cwd=copy)
     assert_usage_error(result, "maps.png", "folder is in the way", "nothing was written")
     assert "regions" not in result.stderr  # refused before scoring, not after
-    assert {p: p.read_bytes() for p in outputs} == before and sorted((plots / "masks").iterdir()) == masks
+    assert {p: p.read_bytes() for p in outputs} == before and sorted((pictures / "masks").iterdir()) == masks
     assert _leftovers(copy) == []
-    (plots / "maps.png").rmdir()
+    (pictures / "maps.png").rmdir()
     assert run_cli(*lite0, cwd=copy).returncode == 0
     assert json.loads(outputs[0].read_text())["threshold_metrics"]["threshold"] == 1.0e6 and _leftovers(copy) == []
 

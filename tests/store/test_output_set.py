@@ -127,3 +127,69 @@ def test_a_journal_naming_files_outside_the_set_moves_nothing(tmp_path):
     with output_set(files, folders):
         _write(files, folders, "new")
     assert victim.read_text() == "keep" and _state(files, folders) == ["new"] * 3
+
+
+def test_a_reader_finishes_a_killed_commit_before_it_reads(tmp_path):
+    """summarize, export and predict read what evaluate wrote: right after a kill between evaluate's renames they
+    must see the whole new set (settle), never new metrics beside old pictures."""
+    from stages.store.output_set import settle
+
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
+    )
+    assert killed.returncode == -9 and sorted(_state(files, folders)) == ["new", "old", "old"]
+    settle([files[0]])  # a reader of one file of the set: the journal beside it completes all of it
+    assert _state(files, folders) == ["new"] * 3 and _hidden(tmp_path) == []
+    settle(files)  # nothing pending: reading changes nothing
+    assert _state(files, folders) == ["new"] * 3
+
+
+def test_a_reader_refuses_a_journal_it_cannot_complete(tmp_path):
+    from stages.store.output_set import settle
+
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    (tmp_path / "metrics/.patchcore-commit.99999999.abcd.json").write_text("{not json")
+    with pytest.raises(UsageError, match="unfinished commit of a killed run"):
+        settle([files[0]])
+    assert _state(files, folders) == ["old"] * 3
+
+
+@pytest.mark.parametrize("n_files, n_folders", [(1, 0), (0, 1), (3, 0), (2, 2)])
+def test_a_commit_puts_every_output_of_the_set_in_place(tmp_path, n_files, n_folders):
+    """Each output, first and last included, holds the new run's bytes after the commit."""
+    files = [tmp_path / f"d{i % 2}" / f"f{i}.json" for i in range(n_files)]
+    folders = [tmp_path / f"d{i % 2}" / f"g{i}" for i in range(n_folders)]
+    for tag in ("old", "new"):
+        with output_set(files, folders):
+            _write(files, folders, tag)
+        assert _state(files, folders) == [tag] * (n_files + n_folders) and _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, GeneratorExit])
+@pytest.mark.parametrize("how", ["atomic_path", "atomic_dir", "output_set"])
+def test_an_interrupt_leaves_the_old_output_and_no_temporary(tmp_path, interrupt, how):
+    """Ctrl-C and sys.exit are not Exceptions: a clean-up that catches only Exception would leave its temporary."""
+    files, folders = _outputs(tmp_path)
+    with output_set(files, folders):
+        _write(files, folders, "old")
+    with pytest.raises(interrupt):
+        if how == "atomic_path":
+            with atomic_path(files[0]) as tmp:
+                tmp.write_text('{"run": "new"}')
+                raise interrupt()
+        elif how == "atomic_dir":
+            with atomic_dir(folders[0]) as tmp:
+                (tmp / "a.txt").write_text("new")
+                raise interrupt()
+        else:
+            with output_set(files, folders):
+                _write(files, folders, "new")
+                raise interrupt()
+    assert _state(files, folders) == ["old"] * 3 and _hidden(tmp_path) == []
