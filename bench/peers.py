@@ -87,6 +87,7 @@ cpu = torch.device("cpu")
 torch.manual_seed(0)
 backbone = torchvision.models.wide_resnet50_2(weights=None)
 backbone.name, backbone.seed = "wideresnet50", 0
+backbone.eval()  # before load: its shape probe would otherwise move every BatchNorm's statistics (bench/reference_wrn50.py)
 model = patchcore.patchcore.PatchCore(cpu)
 model.load(backbone=backbone, layers_to_extract_from=["layer2", "layer3"], device=cpu, input_shape=(3, 224, 224),
            pretrain_embed_dimension=1024, target_embed_dimension=1024, patchsize=3,

@@ -74,6 +74,7 @@ def main(model: Path, host: str, port: int, runtime: str, state: Path, device: s
     from .service import app, history
 
     allocator.few_arenas(ARENAS)
+    history.claim(state, check_only=True)  # a folder the service must not use is refused before the model loads
     held = loaded_models.load(model, runtime, device)
     store = history.History(state)
     described = held.describe()
@@ -84,4 +85,9 @@ def main(model: Path, host: str, port: int, runtime: str, state: Path, device: s
         f"serving {described['dataset']}/{described['category']} {described['backbone']} ({described['weights']}, {runtime}) on http://{host}:{port}/ (history: {state}{swept})",
         flush=True,
     )
-    uvicorn.run(app.create(held, store, settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    application = app.create(held, store, settings)
+    server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5))
+    application.state.stop = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if application.state.fatal:
+        raise UsageError(application.state.fatal)

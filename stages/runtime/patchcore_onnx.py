@@ -14,8 +14,10 @@ original image's pixels.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +203,16 @@ def checked_graph(session: object, meta: dict) -> None:
         raise ValueError(f"the graph's outputs are {sorted(outputs)[:10]}; a patchcore model gives 'score' and 'anomaly_map'")
 
 
+@contextlib.contextmanager
+def _quiet_open(path: str | Path) -> Iterator[Image.Image]:
+    """Image.open without Pillow's DecompressionBombWarning (past 89 M pixels): such an image is refused in one line of ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+        image = Image.open(path)
+    with image:
+        yield image
+
+
 class Inspector:
     """An exported model and what its metadata says: input size, thresholds, data set and weights."""
 
@@ -259,7 +271,7 @@ class Inspector:
         for first in range(0, len(paths), batch):
             group, sizes = [], []
             for path in paths[first : first + batch]:
-                with Image.open(path) as image:
+                with _quiet_open(path) as image:
                     if image.width * image.height > MAX_PIXELS:
                         raise ValueError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit")
                     sizes.append(image.size)

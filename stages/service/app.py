@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -18,7 +19,7 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,7 +28,7 @@ from ..engines.loaded_models import OnnxModel, Scored, TorchModel
 from ..store.figures import heat_overlay
 from . import page
 from .batching import Batcher
-from .history import ID, History, png_bytes
+from .history import ID, History, Unavailable, png_bytes
 from .uploads import Rejected, capped_body, decoded, file_part
 
 
@@ -63,6 +64,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(Rejected)
     async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
         return _error(exc.status, str(exc), {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
+        return _error(exc.status, str(exc), {"Retry-After": "5"} if exc.status == 503 else None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -134,6 +139,16 @@ def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, ba
     return api
 
 
+def _own_bytes(path, ident: str, kind: str) -> bytes:
+    """A file the service wrote, read whole and without following a link: deleted or swapped since the check, it is a 404."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        raise Unavailable(404, f"inspection {ident}: its {kind} file is missing (deleted outside the service)") from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def _history_routes(api: APIRouter, history: History) -> None:
     def known(ident: str) -> dict:
         row = history.get(ident)
@@ -157,11 +172,11 @@ def _history_routes(api: APIRouter, history: History) -> None:
         return _public(known(ident))
 
     @api.get("/inspections/{ident}/{kind}")
-    async def inspection_file(ident: str, kind: Literal["image", "heatmap", "mask"]) -> FileResponse:
+    async def inspection_file(ident: str, kind: Literal["image", "heatmap", "mask"]) -> Response:
         found = history.file(known(ident)["id"], kind)
         if found is None:
             raise Rejected(404, f"inspection {ident} has no {kind} (the model has no pixel threshold)")
-        return FileResponse(found[0], media_type=found[1])
+        return Response(await run_in_threadpool(_own_bytes, found[0], ident, kind), media_type=found[1])
 
     @api.post("/inspections/{ident}/review")
     async def review(ident: str, body: Review) -> dict:
@@ -194,6 +209,16 @@ async def _warm_up(model: TorchModel | OnnxModel, batcher: Batcher, image_work: 
     ready.set()
 
 
+async def _warm_or_stop(app: FastAPI, warm_up: Awaitable[None]) -> None:
+    """A model that cannot score the warm-up's images cannot score a request: say why and stop the process
+    (serve exits non-zero with that line) instead of answering 503 on readyz for good."""
+    try:
+        await warm_up
+    except Exception as exc:
+        app.state.fatal = f"the model failed its warm-up ({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}); the service stopped"
+        app.state.stop()
+
+
 def create(model: TorchModel | OnnxModel, history: History, settings: Settings) -> FastAPI:
     batcher = Batcher(model.score, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue)
     # decoding and encoding images is CPU work: more of it at once than there are cores adds only
@@ -204,13 +229,15 @@ def create(model: TorchModel | OnnxModel, history: History, settings: Settings) 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         batcher.start()
-        task = asyncio.get_running_loop().create_task(_warm_up(model, batcher, image_work, settings.max_batch, ready))
+        warm_up = _warm_up(model, batcher, image_work, settings.max_batch, ready)
+        task = asyncio.get_running_loop().create_task(_warm_or_stop(app, warm_up))
         yield
         task.cancel()
         await batcher.stop()
         history.close()
 
     app = FastAPI(title="patchcore inspection service", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.fatal, app.state.stop = None, lambda: None  # serve sets stop to end its server
     _handlers(app)
     page.mount(app)
 

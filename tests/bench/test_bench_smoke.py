@@ -3,6 +3,7 @@ instead of rotting the bench (bench/extract.py and bench/extract_breakdown.py ha
 Only that they run and print their tables is checked here; their figures are in bench/README.md."""
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -73,7 +74,7 @@ SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if 'if __name__ =
 
 
 def test_every_bench_script_is_in_the_tiny_runs():
-    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve"} <= set(TINY), "add the new script to TINY"
+    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve", "reference_wrn50"} <= set(TINY), "add the new script to TINY"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -81,3 +82,17 @@ def test_bench_script_help(script):
     """argparse formats help strings only when asked (a bare '%' in one crashed --help of bench/latency.py)."""
     result = subprocess.run([sys.executable, str(REPO / "bench" / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0 and "usage:" in result.stdout and not result.stderr.strip(), result.stderr[-2000:]
+
+
+INSPECTION_SRC = os.environ.get("PATCHCORE_INSPECTION_SRC")  # a checkout of patchcore-inspection's src/ (not on PyPI)
+
+
+@pytest.mark.skipif(not INSPECTION_SRC, reason="PATCHCORE_INSPECTION_SRC does not name patchcore-inspection's src folder")
+def test_reference_wrn50_agrees_with_the_reference_in_eval_mode():
+    """The reference's features in eval mode are the project's to float32 noise: patch scores Spearman 1.0."""
+    args = ["--inspection-src", str(INSPECTION_SRC), "--train", "4", "--test", "4", "--size", "128", "--threads", "1"]
+    result = _run("reference_wrn50", args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| (d) patch scores, full bank | project vs inspection-eval |"))
+    relative, note = row.split("|")[4], row.split("|")[5]
+    assert float(relative) <= 1e-5 and "Spearman 1.0000" in note, row

@@ -29,13 +29,15 @@ def free_port() -> int:
 class Server:
     """`patchcore serve` in its own process; ``call`` makes one HTTP request and returns (status, headers, body)."""
 
-    def __init__(self, project: Path, state: Path, *args: str, host: str = "127.0.0.1", token: str | None = None, model: str = MODEL):
-        self.port, self.host, self.token = free_port(), host, token
+    def __init__(
+        self, project: Path, state: Path, *args: str, host: str = "127.0.0.1", token: str | None = None, model: str = MODEL, logs: Path | None = None
+    ):
+        self.port, self.host, self.token, self.state = free_port(), host, token, state
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **({"PATCHCORE_TOKEN": token} if token else {})}
         env.pop("PATCHCORE_TOKEN", None) if token is None else None
         command = [sys.executable, "-m", "stages", "serve", model, "--host", host, "--port", str(self.port), "--state", str(state), *args]
-        self.log = open(state.parent / f"serve-{self.port}.log", "w")
+        self.log = open((logs or state.parent) / f"serve-{self.port}.log", "w")
         self.process = subprocess.Popen(command, cwd=project, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
 
