@@ -53,7 +53,7 @@ def main(
         for name in ("model.onnx", "model.xml", "model.bin")[: 3 if fmt == "openvino" else 1]:
             with atomic_path(out / name, Path(name).suffix) as tmp:
                 shutil.move(Path(scratch) / name, tmp)
-        if record is not None:
+        if record is not None and checked is not None:  # --record requires --check (refused above)
             keep = ("dataset", "category", "data", "backbone", "weights", "bank_rows", "bank_precision", "producer")
             write_json(record, {**{k: meta[k] for k in keep}, "file": str(out / "model.onnx"), "parity": parity.stable(checked)})
     size = (out / "model.onnx").stat().st_size / 2**20

@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "data" / "bundled" / "hazelnut_toy.tar.gz"
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``timeout``: a call that must be refused at once (a server that must not start) gets a short one, so a bug
+    that lets it run fails the test in a minute instead of holding CI."""
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def run_stages(project: Path, *stages: str, category: str = "hazelnut_toy", backbone: str = "efficientnet_lite0", env: dict | None = None) -> None:

@@ -1,6 +1,7 @@
 """Decision thresholds and what they mean on a test set (pure array code).
 
-Image threshold: a quantile of held-out good images' scores (no labels), the F1-maximising
+Image threshold: a quantile of held-out good images' scores (no labels; every quantile here is
+linear between order statistics, Hyndman and Fan's type 7, numpy's default), the F1-maximising
 threshold on labelled test images (anomalib's adaptive threshold), or a fixed value. An
 image whose score is at or above the threshold is anomalous.
 """

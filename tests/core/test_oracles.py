@@ -12,6 +12,8 @@ import torch
 from stages.core.sampling import greedy_kcenter
 from stages.core.scoring import NearestBank, score_images
 
+from bounded import bounded
+
 # float64 brute force against float64 re-ranked distances: only the order of additions differs
 RTOL = 1e-12
 
@@ -135,7 +137,7 @@ def test_lazy_kcenter_picks_are_the_textbook_picks_across_every_block_boundary(k
     points = dict(point_sets())[kind]
     expected = kcenter_oracle(points, max(COUNTS), start=5)
     for count in COUNTS:
-        picks = greedy_kcenter(points, count, start=5, progress=False)
+        picks = bounded(greedy_kcenter, points, count, start=5, progress=False)
         assert len(picks) == count and len(set(picks.tolist())) == count, count  # distinct rows
         assert picks.min() >= 0 and picks.max() < len(points), count  # every one a row of the points
         assert picks.tolist() == expected[:count], count

@@ -9,6 +9,8 @@ from stages.core.sampling import (
     start_index,
 )
 
+from bounded import bounded
+
 
 def plain_greedy(points: np.ndarray, n_pick: int, start: int) -> list[int]:
     """Textbook greedy k-center: the reference the fast code must agree with pick for pick."""
@@ -35,7 +37,7 @@ def test_identical_picks_to_plain_greedy(kind):
     pts = pts.astype(np.float32)
     n_pick = 150
     start = start_index(len(pts), 3)
-    fast = greedy_kcenter(pts, n_pick, start, progress=False)
+    fast = bounded(greedy_kcenter, pts, n_pick, start, progress=False)
     assert fast.tolist() == plain_greedy(pts.astype(np.float64), n_pick, start)
     assert len(set(fast.tolist())) == n_pick
 
@@ -43,7 +45,7 @@ def test_identical_picks_to_plain_greedy(kind):
 def test_coreset_covers_every_cluster():
     rng = np.random.default_rng(2)
     pts, labels = clustered(rng, clusters=12, with_labels=True)
-    picks = greedy_kcenter(pts.astype(np.float32), 12, 0, progress=False)
+    picks = bounded(greedy_kcenter, pts.astype(np.float32), 12, 0, progress=False)
     # well separated clusters: k picks land in k different clusters, so no cluster is left uncovered
     assert sorted(set(labels[picks].tolist())) == list(range(12))
 
@@ -79,7 +81,7 @@ def test_lazy_greedy_equals_plain_greedy(kind):
         pts = clustered(rng, n=4000, dim=64, clusters=20) + 300.0
     pts = pts.astype(np.float32)
     for n_pick in (60, 600):
-        fast = greedy_kcenter(pts, n_pick, 11, progress=False)
+        fast = bounded(greedy_kcenter, pts, n_pick, 11, progress=False)
         plain = greedy_kcenter_plain(pts, n_pick, 11, progress=False)
         assert np.array_equal(fast, plain), kind
 
@@ -88,13 +90,15 @@ def test_picking_every_point_orders_them_all():
     from stages.core.sampling import greedy_kcenter_plain
 
     pts = clustered(np.random.default_rng(3), n=400, dim=8, clusters=5).astype(np.float32)
-    fast = greedy_kcenter(pts, 400, 0, progress=False)
+    fast = bounded(greedy_kcenter, pts, 400, 0, progress=False)
     assert sorted(fast.tolist()) == list(range(400))
     assert np.array_equal(fast, greedy_kcenter_plain(pts, 400, 0, progress=False))
-    assert greedy_kcenter(pts, 1, 17, progress=False).tolist() == [17]
-    assert greedy_kcenter(pts[:1], 1, 0, progress=False).tolist() == [0]  # a single patch
+    assert bounded(greedy_kcenter, pts, 1, 17, progress=False).tolist() == [17]
+    assert bounded(greedy_kcenter, pts[:1], 1, 0, progress=False).tolist() == [0]  # a single patch
     same = np.repeat(pts[:1], 5, axis=0)  # all equal: every tie goes to the lowest index
-    assert greedy_kcenter(same, 5, 2, progress=False).tolist() == greedy_kcenter_plain(same, 5, 2, progress=False).tolist() == [2, 0, 1, 3, 4]
+    assert (
+        bounded(greedy_kcenter, same, 5, 2, progress=False).tolist() == greedy_kcenter_plain(same, 5, 2, progress=False).tolist() == [2, 0, 1, 3, 4]
+    )
 
 
 def test_low_dimensional_distance_is_a_lower_bound():
@@ -115,7 +119,7 @@ def test_non_finite_points_are_refused():
     pts = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     pts[7, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
-        greedy_kcenter(pts, 5, 0, progress=False)
+        greedy_kcenter(pts, 5, 0, progress=False)  # refused before the kernel runs
 
 
 def test_the_progress_clock_starts_after_the_setup(monkeypatch):
@@ -142,7 +146,7 @@ def test_the_progress_clock_starts_after_the_setup(monkeypatch):
     monkeypatch.setattr(sampling, "tqdm", Recorded)
     pts = clustered(np.random.default_rng(4), n=500, dim=8).astype(np.float32)
     started = time.monotonic()
-    greedy_kcenter(pts, 50, 0, progress=True)
+    greedy_kcenter(pts, 50, 0, progress=True)  # in this process: the bar is recorded here
     assert time.monotonic() - started >= 1.0
     (bar,) = bars
     assert bar.n == 50 and bar.format_dict["elapsed"] < 0.5  # the sleep is not in the bar's time

@@ -118,3 +118,26 @@ def test_regions_are_8_connected_with_boxes_areas_and_peaks():
     _, n = ndimage.label(omap >= 1.0, structure=np.ones((3, 3)))
     assert n == len(regions)
     assert find_regions(omap, 10.0)[1] == []
+
+
+def _type7(values, q: float) -> float:
+    """The q-quantile as linear interpolation between order statistics (Hyndman & Fan's type 7,
+    numpy's default): x_(floor(h)) + (h - floor(h)) (x_(floor(h)+1) - x_(floor(h))), h = (n - 1) q."""
+    x = sorted(float(v) for v in values)
+    h = (len(x) - 1) * q
+    low = math.floor(h)
+    return x[low] + (h - low) * (x[min(low + 1, len(x) - 1)] - x[low])
+
+
+@pytest.mark.parametrize("n", [7, 40, 152])
+@pytest.mark.parametrize("q", [0.95, 0.99, 0.995])
+def test_the_label_free_thresholds_are_the_configured_quantile_by_the_stated_method(n, q):
+    held = np.random.default_rng(n).gamma(2.0, 1.0, n)
+    expected = _type7(held, q)
+    # the held-out scores discriminate: another level or another quantile method gives another number
+    others = [_type7(held, 0.9)] + [float(np.quantile(held, q, method=m)) for m in ("higher", "nearest", "hazen", "weibull")]
+    assert all(abs(o - expected) > 1e-6 for o in others), (expected, others)
+    chosen, _ = thresholds.choose("holdout_quantile", q, None, held, "5 folds", np.zeros(0), np.zeros(0))
+    assert chosen["threshold"] == round(expected, 6) and chosen["quantile"] == q
+    pixel, _ = thresholds.pixel_threshold(held, q, 8)
+    assert pixel["threshold"] == round(expected, 6)

@@ -153,9 +153,10 @@ def test_the_page_is_served_with_a_content_security_policy(server):
 
 def test_beyond_loopback_only_with_a_token(served_project, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PATCHCORE_TOKEN"}
-    result = run_cli("serve", MODEL, "--host", "0.0.0.0", "--state", str(tmp_path / "s"), cwd=served_project, env=env)
-    assert result.returncode == 2 and "needs a token" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("serve", MODEL, "--host", "0.0.0.0", cwd=served_project, env={**env, "PATCHCORE_TOKEN": "short"})
+    for host in ("0.0.0.0", "10.1.2.3", "192.168.0.7", "172.16.0.1", "::"):  # private is not loopback: refused, and at once
+        result = run_cli("serve", MODEL, "--host", host, "--state", str(tmp_path / "s"), cwd=served_project, env=env, timeout=60)
+        assert result.returncode == 2 and "needs a token" in result.stderr and "Traceback" not in result.stderr, (host, result.stderr)
+    result = run_cli("serve", MODEL, "--host", "0.0.0.0", cwd=served_project, env={**env, "PATCHCORE_TOKEN": "short"}, timeout=60)
     assert result.returncode == 2 and "at least 16" in result.stderr
     assert not (tmp_path / "s").exists()
     token = "a-long-enough-token-for-tests"
@@ -192,6 +193,6 @@ def test_a_missing_serve_package_names_the_extra(served_project, tmp_path):
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('uvicorn is not installed here')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
-    result = run_cli("serve", MODEL, "--state", str(tmp_path / "state"), cwd=served_project, env=env)
+    result = run_cli("serve", MODEL, "--state", str(tmp_path / "state"), cwd=served_project, env=env, timeout=60)
     assert_usage_error(result, "patchcore serve", "'uvicorn'", "pip install -e '.[serve]'")
     assert not (tmp_path / "state").exists()

@@ -38,3 +38,22 @@ def test_missing_data_folder(project):
 
 def test_missing_params_file(tmp_path):
     assert_usage_error(run_cli("summarize", cwd=tmp_path), "params.yaml")
+
+
+@pytest.mark.parametrize("bug", [TypeError("unsupported operand"), KeyError("threshold"), AssertionError(), AttributeError("x"), ZeroDivisionError()])
+def test_a_programming_error_is_never_turned_into_a_users_one_line(bug):
+    """One line and exit 2 are for what the user can fix; a bug keeps its traceback (exit 1) so it gets reported."""
+    from stages import errors
+
+    assert errors.failure(bug) is None
+    assert errors.failure(OSError(2, "No such file or directory", "x")) is None  # not a write the user can fix either
+
+
+def test_the_service_history_lets_a_bug_through_and_keeps_no_files(tmp_path):
+    from stages.service.history import History
+
+    history = History(tmp_path / "state")
+    with pytest.raises(TypeError):
+        history.add({"verdict": "good", "score": object()}, b"image", "png", b"heatmap", None)  # not JSON: a bug, not a 503
+    assert list((tmp_path / "state/files").iterdir()) == []
+    history.close()
