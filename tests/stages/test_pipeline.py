@@ -152,3 +152,27 @@ def test_summarize_overlays_each_backbones_curves_and_a_damaged_curve_changes_no
         assert {p: p.read_bytes() for p in before} == before  # the summary and the overlays change together or not at all
     finally:
         curve.write_bytes(intact)
+
+
+def test_summarize_finishes_a_killed_evaluates_commit_before_it_reads(pipeline):
+    """Killed between evaluate's renames: its journal names the temporaries that complete the set. summarize must
+    put them in place first (here: the new curve beside the metrics already renamed), never read the mixed set."""
+    plots = pipeline / "plots/sample/efficientnet_lite0/hazelnut_toy"
+    curve = plots / "pr.json"
+    intact = curve.read_bytes()
+    newer = json.loads(intact)
+    newer["pr"] = newer["pr"][:1]  # what the dead run computed: one point
+    dead = 99999999  # beyond any pid: a run that no longer lives
+    tmp = plots / f".pr.json.{dead}.abcdefgh.json.tmp"
+    tmp.write_text(json.dumps(newer))
+    journal = plots / f".patchcore-commit.{dead}.abcd.json"
+    journal.write_text(json.dumps({"entries": [{"tmp": tmp.name, "target": "pr.json", "folder": False}]}))
+    try:
+        result = run_cli("summarize", cwd=pipeline)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(curve.read_text()) == newer and not tmp.exists() and not journal.exists()
+        overlay = json.loads((pipeline / "plots/overlay/pr/hazelnut_toy.json").read_text())["pr"]
+        assert len(overlay) == 1  # the summary read the completed set
+    finally:
+        curve.write_bytes(intact)
+        assert run_cli("summarize", cwd=pipeline).returncode == 0
