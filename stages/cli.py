@@ -246,9 +246,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
-    # Pillow warns at open past 89 M pixels; every path that opens an image refuses past its own limit
-    # (64 M, datasets/images.py) with one line naming the file, so the raw warning only adds noise
-    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")  # refused past 64 M in our own line
     try:
         app()
     except (UsageError, KeyboardInterrupt, OSError) as exc:

@@ -176,19 +176,11 @@ def decided(
 
 
 def write_plots(
-    plots: Path,
-    pictures: Path,
-    title: str,
-    s: Scored,
-    pixel: tuple,
-    data_root: Path,
-    backbone: BackboneSettings,
-    record: dict,
-    threshold: float | None,
+    plots: Path, pictures: Path, title: str, s: Scored, pixel: tuple, root: Path, bb: BackboneSettings, record: dict, threshold: float | None
 ) -> None:
+    """Plot data and figures into ``plots`` (in git), the pictures of the user's images into ``pictures`` (DVC-cached)."""
     counts: PixelCounts | None = pixel[3]
     mask_of: dict = pixel[4]
-    plots.mkdir(parents=True, exist_ok=True)
     curves = plot_data.image_curves(s.labels, s.scores)
     plot_data.write_curves(plots, {**curves, "pro": plot_data.pro_points(counts)})
     image_roc = ([r["fpr"] for r in curves["roc"]], [r["tpr"] for r in curves["roc"]])
@@ -199,12 +191,12 @@ def write_plots(
     plot_data.write_scores(plots / "scores.csv", list(s.paths), s.labels, s.scores, anomalous)
     order = np.argsort(-s.scores, kind="stable")
     chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
-    view = network_view(backbone)
+    view = network_view(bb)
     panels = []
     for i in chosen:
         said = "" if threshold is None else f" {verdict(s.scores[i], threshold)}"
-        with readable(data_root / s.paths[i]):
-            image = view(load_rgb(data_root / s.paths[i]))
+        with readable(root / s.paths[i]):
+            image = view(load_rgb(root / s.paths[i]))
         panels.append(
             {
                 "image": image,
@@ -214,7 +206,6 @@ def write_plots(
             }
         )
     vmax = float(np.quantile(s.maps, 0.999)) if len(s.maps) else 1.0
-    pictures.mkdir(parents=True, exist_ok=True)
     figures.maps_figure(pictures / "maps.png", f"most (top) and least (bottom) anomalous test images\n{title}", panels, vmax)
 
 

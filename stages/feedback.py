@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .config.names import check_name
 from .errors import UsageError
-from .service.history import ID, MEDIA, REVIEWS, History, regular_file
+from .service.history import ID, MEDIA, REVIEWS, History
+from .service.state_folder import regular_file
 from .store.atomic import atomic_dir
 
 PLACES = {"good": Path("train") / "good", "defective": Path("test") / "defective"}

@@ -14,10 +14,9 @@ original image's pixels.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -189,28 +188,14 @@ _EXTERNAL = b"\x0a\x08location\x12"
 
 
 def checked_graph(session: object, meta: dict) -> None:
-    """The graph's own input and outputs against its metadata (ValueError naming the mismatch): one uint8 'image'
-    of (batch, input_size, input_size, 3), and 'score' and 'anomaly_map', as patchcore export writes them."""
+    """The graph against its metadata (ValueError naming the mismatch): one uint8 'image' of (batch, S, S, 3), S the
+    metadata's input_size, and the outputs 'score' and 'anomaly_map', as patchcore export writes them."""
     inputs, outputs = session.get_inputs(), {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
-    if len(inputs) != 1 or inputs[0].name != "image" or inputs[0].type != "tensor(uint8)":
-        found = ", ".join(f"{i.name} ({i.type})" for i in inputs)[:200]
-        raise ValueError(f"the graph takes {found}; a patchcore model takes one uint8 tensor named 'image'")
-    size = meta["input_size"]
-    shape = list(inputs[0].shape)
-    if len(shape) != 4 or shape[1:] != [size, size, 3]:
-        raise ValueError(f"the graph's input is {shape} but its metadata 'input_size' is {size}: (batch, {size}, {size}, 3) expected")
+    size, found = meta["input_size"], [(i.name, i.type, list(i.shape)) for i in inputs]
+    if len(found) != 1 or found[0][:2] != ("image", "tensor(uint8)") or len(found[0][2]) != 4 or found[0][2][1:] != [size, size, 3]:
+        raise ValueError(f"the graph's input is {str(found)[:200]} but its metadata says one uint8 'image' of (batch, {size}, {size}, 3)")
     if not {"score", "anomaly_map"} <= outputs:
         raise ValueError(f"the graph's outputs are {sorted(outputs)[:10]}; a patchcore model gives 'score' and 'anomaly_map'")
-
-
-@contextlib.contextmanager
-def _quiet_open(path: str | Path) -> Iterator[Image.Image]:
-    """Image.open without Pillow's DecompressionBombWarning (past 89 M pixels): such an image is refused in one line of ours."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
-        image = Image.open(path)
-    with image:
-        yield image
 
 
 class Inspector:
@@ -271,7 +256,10 @@ class Inspector:
         for first in range(0, len(paths), batch):
             group, sizes = [], []
             for path in paths[first : first + batch]:
-                with _quiet_open(path) as image:
+                with warnings.catch_warnings():  # Pillow's DecompressionBombWarning: refused below, in one line
+                    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+                    opened = Image.open(path)
+                with opened as image:
                     if image.width * image.height > MAX_PIXELS:
                         raise ValueError(f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit")
                     sizes.append(image.size)

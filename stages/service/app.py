@@ -28,7 +28,8 @@ from ..engines.loaded_models import OnnxModel, Scored, TorchModel
 from ..store.figures import heat_overlay
 from . import page
 from .batching import Batcher
-from .history import ID, History, Unavailable, png_bytes
+from .faults import Unavailable
+from .history import ID, History, png_bytes
 from .uploads import Rejected, capped_body, decoded, file_part
 
 

@@ -13,8 +13,6 @@ their temporaries, history.sqlite and its WAL files. No link is followed in or o
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import io
 import json
 import os
@@ -22,7 +20,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -32,69 +29,15 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
+from .database import open_database
+from .faults import ERRNO, READ_ONLY, Unavailable, database_cause
+from .state_folder import DATABASE, claim, is_link, regular_file
 
-SCHEMA_VERSION = 1
 ID = re.compile(r"^[0-9a-f]{32}$")
 PARTIAL = re.compile(r"^\.[0-9a-f]{32}\.tmp$")  # an inspection folder being written
 REVIEWS = ("good", "defective")
 MEDIA = {"png": "image/png", "jpg": "image/jpeg", "bmp": "image/bmp", "tif": "image/tiff"}
 KINDS = ("image", "heatmap", "mask")
-LOW_SPACE = 1 << 20  # bytes: below this a failed open is put down to a full disk
-MARKER = ".patchcore-service"  # written at creation: what says a folder is a service's state
-DATABASE = "history.sqlite"
-# what an older service left without a marker (its own files only): such a folder is adopted
-OWN_NAMES = {MARKER, DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", f"{DATABASE}-journal", "files"}
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inspections (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    created TEXT NOT NULL,
-    verdict TEXT,
-    suffix TEXT NOT NULL,
-    has_mask INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    review TEXT,
-    reviewed_at TEXT
-);
-CREATE INDEX IF NOT EXISTS by_verdict ON inspections (verdict, seq);
-CREATE TABLE IF NOT EXISTS about (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-class Unavailable(Exception):
-    """The history cannot take or give an inspection now (a full disk, a read-only or locked database,
-    files deleted under the service): its HTTP status and one line naming the cause."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-# errno / SQLite's words -> (HTTP status, the cause in a person's words)
-_FULL = (507, "the disk holding the service's state is full; free space there")
-_READ_ONLY = (503, "the service's state folder cannot be written (read-only or permissions); make it writable and restart")
-_LOCKED = (503, "the history database is locked by another process; retry shortly")
-_ERRNO = {
-    errno.ENOSPC: _FULL,
-    errno.EDQUOT: _FULL,
-    errno.EFBIG: _FULL,
-    errno.EROFS: _READ_ONLY,
-    errno.EACCES: _READ_ONLY,
-    errno.EPERM: _READ_ONLY,
-}
-
-
-def _database_cause(exc: sqlite3.Error) -> tuple[int, str] | None:
-    words = str(exc).lower()
-    if "full" in words:
-        return _FULL
-    if "readonly" in words or "read-only" in words or "unable to open" in words or "permission" in words:
-        return _READ_ONLY
-    if "locked" in words or "busy" in words:
-        return _LOCKED
-    if "disk i/o" in words:
-        return (503, "the disk holding the service's state failed a write (disk I/O error); check it and restart")
-    return None
 
 
 def _now() -> str:
@@ -105,54 +48,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="png")
     return out.getvalue()
-
-
-def _is_link(path: Path) -> bool:
-    return os.path.islink(path)
-
-
-def claim(folder: Path, create: bool = True, check_only: bool = False) -> None:
-    """Make ``folder`` the service's state, or recognise it as one; refuse (UsageError) a folder the service does not own.
-
-    A new or empty folder is claimed (the marker written); a folder with the marker is the
-    service's; an older service's folder (only its own names, a history inside) is adopted. Any
-    other folder is refused: the service sweeps what it finds under files/, so it must not be
-    pointed at someone else's. ``check_only``: refuse what would be refused, but create and write nothing.
-    """
-    where = f"--state {folder}"
-    if _is_link(folder):
-        raise UsageError(f"{where}: is a symbolic link; name the folder itself (the service follows no link out of its state)")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{where}: is a file, not a folder; name a folder for the service's history")
-    if not folder.exists():
-        if check_only and create:
-            return
-        if not create:
-            raise UsageError(f"{where}: no service history there (no such folder); name the folder 'patchcore serve --state' used")
-        try:
-            folder.mkdir(parents=True)
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot create it ({exc.strerror}); choose a folder that can be written") from None
-    names = set(os.listdir(folder))
-    marker = folder / MARKER
-    if MARKER in names:
-        if _is_link(marker) or not marker.is_file():
-            raise UsageError(f"{where}: its {MARKER} is not the file the service writes; choose another --state")
-    elif names and not (names <= OWN_NAMES and DATABASE in names):
-        shown = ", ".join(sorted(names)[:5])
-        raise UsageError(
-            f"{where}: holds files the service did not write ({shown}) and no {MARKER} marker; name a new or empty folder for its history"
-        )
-    for name in (DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", "files"):
-        if _is_link(folder / name):
-            raise UsageError(f"{where}: {name} is a symbolic link; the service follows no link out of its state (remove it)")
-    if (folder / "files").exists() and not (folder / "files").is_dir():
-        raise UsageError(f"{where}: files is not a folder; the service keeps inspections there (move it away)")
-    if MARKER not in names and create and not check_only:
-        try:
-            marker.write_text(json.dumps({"written_by": "patchcore serve", "schema": SCHEMA_VERSION}) + "\n")
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot be written ({exc.strerror}); the service keeps its history there: make it writable") from None
 
 
 class History:
@@ -172,7 +67,7 @@ class History:
             try:
                 self.files.mkdir(exist_ok=True)
             except OSError as exc:
-                raise UsageError(f"{where}: cannot create files/ ({exc.strerror}); {_ERRNO.get(exc.errno or 0, _READ_ONLY)[1]}") from None
+                raise UsageError(f"{where}: cannot create files/ ({exc.strerror}); {ERRNO.get(exc.errno or 0, READ_ONLY)[1]}") from None
         if not read_only and not self.path.exists() and self.files.is_dir():
             kept = sum(1 for name in os.listdir(self.files) if ID.match(name))
             if kept:
@@ -180,36 +75,9 @@ class History:
                     f"{where}: {DATABASE} is missing but files/ holds {kept} inspection(s); restore it from a backup, "
                     "or move files/ away to start an empty history (a new one would remove them)"
                 )
-        self.db = self._open(read_only, where)
+        self.db = open_database(self.path, read_only, where)
         self.inode = os.stat(self.path).st_ino
         self.swept = self._sweep() if sweep and not read_only else 0
-
-    def _open(self, read_only: bool, where: str) -> sqlite3.Connection:
-        try:
-            if read_only:
-                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
-            else:
-                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise UsageError(f"{self.path}: history version {version}, this service reads version {SCHEMA_VERSION}; choose another --state")
-            if not read_only:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")  # a committed inspection survives a power cut too, not only a killed process
-                db.executescript(SCHEMA)
-                if version == 0:  # written once: a restart on a full disk reads and serves without writing its header
-                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("SELECT count(*) FROM inspections").fetchone()
-        except sqlite3.DatabaseError as exc:
-            cause = _database_cause(exc)
-            if cause is None or cause[0] == 503:
-                # SQLite says "disk I/O error" when a full disk keeps it from making its WAL index
-                with contextlib.suppress(OSError):
-                    cause = _FULL if shutil.disk_usage(self.folder).free < LOW_SPACE else cause
-            if cause is not None:
-                raise UsageError(f"{where}: {cause[1]} ({exc})") from None
-            raise UsageError(f"{self.path}: not a patchcore service history ({exc}); move it away or choose another --state") from None
-        return db
 
     def _own_entries(self) -> Iterator[os.DirEntry]:
         with os.scandir(self.files) as entries:
@@ -249,7 +117,7 @@ class History:
         row = (ident, created, record.get("verdict"), suffix, int(mask is not None), json.dumps(record, sort_keys=True))
         try:
             self._check_database()
-            if not self.files.is_dir() or _is_link(self.files):
+            if not self.files.is_dir() or is_link(self.files):
                 raise Unavailable(503, f"{self.files} was removed or replaced while the service ran; restart the service")
             partial.mkdir()
             for name, data in ((f"image.{suffix}", image), ("heatmap.png", heatmap), ("mask.png", mask)):
@@ -263,13 +131,13 @@ class History:
                 self.db.execute("INSERT INTO inspections (id, created, verdict, suffix, has_mask, record) VALUES (?, ?, ?, ?, ?, ?)", row)
         except BaseException as exc:
             for leftover in (partial, final):  # no files without a row
-                if leftover.is_dir() and not _is_link(leftover):
+                if leftover.is_dir() and not is_link(leftover):
                     shutil.rmtree(leftover, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.errno in _ERRNO:
-                status, cause = _ERRNO[exc.errno]
+            if isinstance(exc, OSError) and exc.errno in ERRNO:
+                status, cause = ERRNO[exc.errno]
                 raise Unavailable(status, f"the inspection was not stored: {cause}") from None
             if isinstance(exc, sqlite3.Error):
-                status, cause = _database_cause(exc) or (503, f"the history database failed ({exc})")
+                status, cause = database_cause(exc) or (503, f"the history database failed ({exc})")
                 raise Unavailable(status, f"the inspection was not stored: {cause}") from None
             raise
         return self.get(ident) or {}
@@ -293,7 +161,7 @@ class History:
             try:
                 return self.db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                status, cause = _database_cause(exc) or (503, f"the history database cannot be read ({exc})")
+                status, cause = database_cause(exc) or (503, f"the history database cannot be read ({exc})")
                 raise Unavailable(status, cause) from None
 
     def get(self, ident: str) -> dict | None:
@@ -322,7 +190,7 @@ class History:
                 self._check_database()
                 done = self.db.execute("UPDATE inspections SET review = ?, reviewed_at = ? WHERE id = ?", (review, _now(), ident)).rowcount
             except sqlite3.Error as exc:
-                status, cause = _database_cause(exc) or (503, f"the history database failed ({exc})")
+                status, cause = database_cause(exc) or (503, f"the history database failed ({exc})")
                 raise Unavailable(status, f"the review was not stored: {cause}") from None
         return self.get(ident) if done else None
 
@@ -355,7 +223,7 @@ class History:
             try:
                 self.db.execute("INSERT OR REPLACE INTO about (key, value) VALUES ('model', ?)", (json.dumps(model, sort_keys=True),))
             except sqlite3.Error as exc:
-                cause = _database_cause(exc) or (503, str(exc))
+                cause = database_cause(exc) or (503, str(exc))
                 raise UsageError(f"--state {self.folder}: {cause[1]} ({exc})") from None
 
     def model(self) -> dict:
@@ -368,20 +236,3 @@ class History:
 
     def close(self) -> None:
         self.db.close()
-
-
-def regular_file(files: Path, path: Path) -> bool:
-    """``path`` is a regular file reached from ``files`` without any link (the folders between included)."""
-    try:
-        if _is_link(files) or not stat.S_ISDIR(os.lstat(files).st_mode):
-            return False
-        relative = path.relative_to(files)
-        current = files
-        for part in relative.parts:
-            current = current / part
-            mode = os.lstat(current).st_mode
-            if stat.S_ISLNK(mode):
-                return False
-        return stat.S_ISREG(mode)
-    except (OSError, ValueError):
-        return False

@@ -13,7 +13,9 @@ import pytest
 
 from stages import feedback
 from stages.errors import UsageError
-from stages.service.history import MARKER, History, Unavailable
+from stages.service.faults import Unavailable
+from stages.service.history import History
+from stages.service.state_folder import MARKER
 
 from helpers import assert_usage_error, run_cli
 
