@@ -102,23 +102,31 @@ def _inspections(state: Path) -> list[str]:
     return sorted(p.name for p in (state / "files").iterdir())
 
 
-def test_a_full_disk_is_a_507_that_keeps_nothing_and_the_service_stays_up(served_project, tmp_path):
+@contextlib.contextmanager
+def served_on_a_small_disk(project: Path, tmp_path: Path):
+    """A server whose state is on a disk of its own, after one inspection: (the disk, the state, the server, an image)."""
     with small_disk(tmp_path / "disk") as disk:
         state = disk / "state"
-        server = Server(served_project, state, logs=tmp_path)
-        image = images_of(served_project)[0]
+        server = Server(project, state, logs=tmp_path)  # its log off the small disk, which is filled
+        image = images_of(project)[0]
         try:
             assert server.inspect(image)[0] == 200
-            before = _inspections(state)
-            filler = _fill(disk)
-            status, body = server.inspect(image)
-            assert status == 507 and "full" in body["error"], body
-            assert _inspections(state) == before  # no folder without a row, no partial temporary
-            assert server.json("GET", "/v1/inspections")[1]["total"] == 1 and server.call("GET", "/healthz")[0] == 200
-            filler.unlink()
-            assert server.inspect(image)[0] == 200
+            yield disk, state, server, image
         finally:
             server.stop()
+
+
+def test_a_full_disk_is_a_507_that_keeps_nothing_and_the_service_stays_up(served_project, tmp_path):
+    with served_on_a_small_disk(served_project, tmp_path) as (disk, state, server, image):
+        before = _inspections(state)
+        filler = _fill(disk)
+        status, body = server.inspect(image)
+        assert status == 507 and "full" in body["error"], body
+        assert _inspections(state) == before  # no folder without a row, no partial temporary
+        assert server.json("GET", "/v1/inspections")[1]["total"] == 1 and server.call("GET", "/healthz")[0] == 200
+        filler.unlink()
+        assert server.inspect(image)[0] == 200
+        server.stop()
         filler = _fill(disk)
         assert_usage_error(_serve_refused(served_project, state), f"--state {state}", "is full")  # named as such, not 'not a history'
         filler.unlink()
@@ -131,12 +139,8 @@ def test_a_full_disk_is_a_507_that_keeps_nothing_and_the_service_stays_up(served
 
 
 def test_a_read_only_state_is_a_503_then_named_at_restart(served_project, tmp_path):
-    with small_disk(tmp_path / "disk") as disk:
-        state = disk / "state"
-        server = Server(served_project, state, logs=tmp_path)
-        image = images_of(served_project)[0]
+    with served_on_a_small_disk(served_project, tmp_path) as (disk, state, server, image):
         try:
-            assert server.inspect(image)[0] == 200
             # files/ read-only under the running service (its database stays open, so the disk cannot be remounted)
             files = str(state / "files")
             subprocess.run(["mount", "--bind", files, files], check=True)

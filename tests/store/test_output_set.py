@@ -95,17 +95,23 @@ with module.output_set(files, folders):
 """
 
 
-def test_a_run_killed_between_its_renames_is_finished_by_the_next_run(tmp_path):
-    files, folders = _outputs(tmp_path)
+def _killed_mid_commit(root: Path) -> tuple[list[Path], list[Path]]:
+    """An "old" set, then a run killed with SIGKILL after the first of its renames: the set is half in place."""
+    files, folders = _outputs(root)
     with output_set(files, folders):
         _write(files, folders, "old")
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)],
+        [sys.executable, "-c", KILLED_MID_COMMIT, str(root), str(Path(__file__).parent)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
     )
     assert killed.returncode == -9
-    assert sorted(_state(files, folders)) == ["new", "old", "old"]  # what a kill mid-commit leaves, until the next run
+    assert sorted(_state(files, folders)) == ["new", "old", "old"]  # what a kill mid-commit leaves, until a run or reader completes it
+    return files, folders
+
+
+def test_a_run_killed_between_its_renames_is_finished_by_the_next_run(tmp_path):
+    files, folders = _killed_mid_commit(tmp_path)
     # the next run of the stage finishes that commit before its own work, even one that then fails
     with pytest.raises(OSError):
         with output_set(files, folders):
@@ -134,15 +140,7 @@ def test_a_reader_finishes_a_killed_commit_before_it_reads(tmp_path):
     must see the whole new set (settle), never new metrics beside old pictures."""
     from stages.store.output_set import settle
 
-    files, folders = _outputs(tmp_path)
-    with output_set(files, folders):
-        _write(files, folders, "old")
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_MID_COMMIT, str(tmp_path), str(Path(__file__).parent)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
-    )
-    assert killed.returncode == -9 and sorted(_state(files, folders)) == ["new", "old", "old"]
+    files, folders = _killed_mid_commit(tmp_path)
     settle([files[0]])  # a reader of one file of the set: the journal beside it completes all of it
     assert _state(files, folders) == ["new"] * 3 and _hidden(tmp_path) == []
     settle(files)  # nothing pending: reading changes nothing
