@@ -36,7 +36,7 @@ def main(
         raise UsageError("--record needs --check SCORES_CSV: the record is the parity check's")
     if scores_csv is not None:
         settle([scores_csv])  # evaluate's set whole before its scores are the reference
-        parity.expected_scores(scores_csv)  # a file that is not evaluate's is refused before the export's work
+    expected = None if scores_csv is None else parity.expected_scores(scores_csv)  # not evaluate's file: refused before the work
     files = [out / "model.onnx"] + ([out / "model.xml", out / "model.bin"] if fmt == "openvino" else []) + ([record] if record else [])
     with output_set(files), tempfile.TemporaryDirectory(prefix="patchcore-export-") as scratch:
         onnx_path = Path(scratch) / "model.onnx"
@@ -48,7 +48,13 @@ def main(
         checked = None
         if scores_csv is not None:
             checked = parity.check(
-                onnx_path, xml_path, paths.data_dir(str(meta["dataset"]), str(meta["category"])), scores_csv, bank_precision, out / "model.onnx"
+                onnx_path,
+                xml_path,
+                paths.data_dir(str(meta["dataset"]), str(meta["category"])),
+                scores_csv,
+                bank_precision,
+                out / "model.onnx",
+                read=expected,
             )
         for name in ("model.onnx", "model.xml", "model.bin")[: 3 if fmt == "openvino" else 1]:
             with atomic_path(out / name, Path(name).suffix) as tmp:

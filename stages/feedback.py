@@ -19,7 +19,7 @@ from pathlib import Path
 from .config.names import check_name
 from .errors import UsageError
 from .service.history import ID, MEDIA, REVIEWS, History
-from .service.state_folder import regular_file
+from .service.state_folder import read_own
 from .store.atomic import atomic_dir
 
 PLACES = {"good": Path("train") / "good", "defective": Path("test") / "defective"}
@@ -38,15 +38,10 @@ def _checked(rows: list[dict], state: Path) -> list[dict]:
 
 def _read_image(files: Path, row: dict) -> bytes | None:
     """An inspection's uploaded image, or None when it is gone; a link anywhere on the way is refused."""
-    folder = files / row["id"]
-    path = folder / f"image.{row['_suffix']}"
-    if not os.path.lexists(folder) or not os.path.lexists(path):
-        return None
-    if not regular_file(files, path):
-        raise UsageError(f"{path}: not a file the service wrote (a link or another kind of file); nothing was exported")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    try:
+        return read_own(files, files / row["id"] / f"image.{row['_suffix']}")
+    except ValueError as exc:
+        raise UsageError(f"{exc}; nothing was exported") from None
 
 
 def _target(out: Path, category: str) -> Path:

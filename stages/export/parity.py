@@ -78,9 +78,12 @@ def compare(name: str, scores: np.ndarray, expected: np.ndarray, images: list[st
     }
 
 
-def check(onnx_path: Path, xml_path: Path | None, data_root: Path, scores_csv: Path, bank_precision: str, label: Path) -> dict:
-    """Run the file (and its IR) on the images of scores.csv; raise UsageError unless every runtime passes."""
-    names, expected = expected_scores(scores_csv)
+def check(
+    onnx_path: Path, xml_path: Path | None, data_root: Path, scores_csv: Path, bank_precision: str, label: Path, read: tuple | None = None
+) -> dict:
+    """Run the file (and its IR) on the images of scores.csv; raise UsageError unless every runtime passes.
+    ``read``: expected_scores(scores_csv), when the caller has it already."""
+    names, expected = read or expected_scores(scores_csv)
     images = [data_root / n for n in names]
     inspector = Inspector(onnx_path)
     threshold = inspector.meta["threshold"]

@@ -30,6 +30,7 @@ from . import page
 from .batching import Batcher
 from .faults import Unavailable
 from .history import ID, History, png_bytes
+from .state_folder import read_own
 from .uploads import Rejected, capped_body, decoded, file_part
 
 
@@ -140,14 +141,15 @@ def _api(model: TorchModel | OnnxModel, history: History, settings: Settings, ba
     return api
 
 
-def _own_bytes(path, ident: str, kind: str) -> bytes:
+def _own_bytes(history: History, path, ident: str, kind: str) -> bytes:
     """A file the service wrote, read whole and without following a link: deleted or swapped since the check, it is a 404."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        raise Unavailable(404, f"inspection {ident}: its {kind} file is missing (deleted outside the service)") from None
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+        data = read_own(history.files, path)
+    except ValueError:
+        data = None
+    if data is None:
+        raise Unavailable(404, f"inspection {ident}: its {kind} file is missing (deleted outside the service)")
+    return data
 
 
 def _history_routes(api: APIRouter, history: History) -> None:
@@ -177,7 +179,7 @@ def _history_routes(api: APIRouter, history: History) -> None:
         found = history.file(known(ident)["id"], kind)
         if found is None:
             raise Rejected(404, f"inspection {ident} has no {kind} (the model has no pixel threshold)")
-        return Response(await run_in_threadpool(_own_bytes, found[0], ident, kind), media_type=found[1])
+        return Response(await run_in_threadpool(_own_bytes, history, found[0], ident, kind), media_type=found[1])
 
     @api.post("/inspections/{ident}/review")
     async def review(ident: str, body: Review) -> dict:

@@ -21,7 +21,6 @@ import secrets
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,10 +78,6 @@ class History:
         self.inode = os.stat(self.path).st_ino
         self.swept = self._sweep() if sweep and not read_only else 0
 
-    def _own_entries(self) -> Iterator[os.DirEntry]:
-        with os.scandir(self.files) as entries:
-            yield from entries
-
     def _sweep(self) -> int:
         """Remove what a killed process left: folders being written, and folders whose row was never committed.
 
@@ -90,11 +85,12 @@ class History:
         other entry, and any link, is the user's and stays. Removing a folder follows no link inside it."""
         known = {row[0] for row in self.db.execute("SELECT id FROM inspections")}
         swept = 0
-        for entry in self._own_entries():
-            ours = PARTIAL.match(entry.name) or (ID.match(entry.name) and entry.name not in known)
-            if ours and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-                swept += 1
+        with os.scandir(self.files) as entries:
+            for entry in entries:
+                ours = PARTIAL.match(entry.name) or (ID.match(entry.name) and entry.name not in known)
+                if ours and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                    swept += 1
         return swept
 
     def _check_database(self) -> None:

@@ -79,3 +79,18 @@ def regular_file(files: Path, path: Path) -> bool:
         return stat.S_ISREG(mode)
     except (OSError, ValueError):
         return False
+
+
+def read_own(files: Path, path: Path) -> bytes | None:
+    """A file the service wrote under ``files``, read whole: None when it is gone, ValueError when a link or
+    anything but a regular file stands on the way (checked, then opened without following a link)."""
+    if not os.path.lexists(path):
+        return None
+    if not regular_file(files, path):
+        raise ValueError(f"{path}: not a file the service wrote (a link or another kind of file)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None  # deleted since the check
+    with os.fdopen(fd, "rb") as f:
+        return f.read()

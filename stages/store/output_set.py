@@ -106,11 +106,7 @@ def settle(read: Iterable[Path]) -> None:
                 raise UsageError(
                     f"{journal}: an unfinished commit of a killed run that cannot be completed; rerun the stage that writes {folder} (dvc repro)"
                 )
-            for tmp, target, is_folder in entries:
-                _put(tmp, target, is_folder)
-            for parent in dict.fromkeys(target.parent for _, target, _ in entries):
-                for copy in parent.glob(f"{_JOURNAL}{pid}.*.json"):
-                    copy.unlink(missing_ok=True)
+            _finish(entries, pid)
 
 
 def recover(folders: Sequence[Path], declared: dict[str, bool]) -> None:
@@ -126,11 +122,16 @@ def recover(folders: Sequence[Path], declared: dict[str, bool]) -> None:
             entries = _journal_entries(journal, declared)
             if entries is None:
                 continue  # another stage's (the folder is shared) or not ours: left alone
-            for tmp, target, is_folder in entries:
-                _put(tmp, target, is_folder)
-            for other in folders:
-                for copy in other.glob(f"{_JOURNAL}{pid}.*.json"):
-                    copy.unlink(missing_ok=True)
+            _finish(entries, pid)
+
+
+def _finish(entries: list[tuple[Path, Path, bool]], pid: str) -> None:
+    """Complete a dead run's journalled commit: every rename, then its journal in each folder of the set."""
+    for tmp, target, is_folder in entries:
+        _put(tmp, target, is_folder)
+    for parent in dict.fromkeys(target.parent for _, target, _ in entries):  # the set's folders, each holding a copy
+        for copy in parent.glob(f"{_JOURNAL}{pid}.*.json"):
+            copy.unlink(missing_ok=True)
 
 
 def _write_journal(journal: Path, outputs: Iterable[_Output]) -> None:
