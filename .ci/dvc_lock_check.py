@@ -27,7 +27,10 @@ def main() -> int:
     stages, text = stale_stages(project)
     if stages:
         print(text)
-        print(f"dvc.lock is stale: 'dvc repro' would run {', '.join(stages)}; run 'dvc repro' and commit dvc.lock and metrics/", file=sys.stderr)
+        print(
+            f"dvc.lock is stale: 'dvc repro' would run {', '.join(stages)}; run 'dvc repro' and commit dvc.lock and metrics/",
+            file=sys.stderr,
+        )
         return 1
     print("dvc.lock is up to date: 'dvc repro' would run no stage")
     return 0

@@ -1,4 +1,4 @@
-"""Coreset benchmark: plain greedy vs the lazy greedy of stages/core/sampling.py (vs anomalib if installed).
+"""Coreset benchmark: plain greedy vs the lazy greedy of patchcore/core/sampling.py (vs anomalib if installed).
 
 Each method runs in its own process on the same bank, read from an HDF5 file as the coreset
 stage reads it (same projection, same start), so times and peak memory are comparable
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.core.sampling import (  # noqa: E402
+from patchcore.core.sampling import (  # noqa: E402
     coreset_size,
     greedy_kcenter,
     greedy_kcenter_plain,
@@ -36,7 +36,7 @@ from stages.core.sampling import (  # noqa: E402
     projection_matrix,
     start_index,
 )
-from stages.coreset import READ_ROWS  # noqa: E402
+from patchcore.pipeline.memory_bank import READ_ROWS  # noqa: E402
 
 DIM = 1536
 
@@ -84,7 +84,9 @@ def worker(method: str, bank_file: str, ratio: float, queue) -> None:
 
             picks = np.array(KCenterGreedy(torch.from_numpy(patches[()]), sampling_ratio=ratio).select_coreset_idxs())
         else:  # streamed from HDF5 as the coreset stage does
-            projected = project((patches[i : i + READ_ROWS] for i in range(0, n, READ_ROWS)), projection_matrix(d, 128, 0))
+            projected = project(
+                (patches[i : i + READ_ROWS] for i in range(0, n, READ_ROWS)), projection_matrix(d, 128, 0)
+            )
             projecting = time.perf_counter() - t0
             fn = greedy_kcenter if method == "lazy" else greedy_kcenter_plain
             picks = fn(projected, k, start, progress=False)
@@ -140,13 +142,18 @@ def main() -> None:
                 base = results.get("plain")
                 for method, (seconds, projecting, rss, picks) in results.items():
                     speed = f"{base[0] / seconds:.1f}x" if base else "-"
-                    alone = f"{(base[0] - base[1]) / (seconds - projecting):.1f}x" if base and projecting == projecting else "-"
+                    alone = (
+                        f"{(base[0] - base[1]) / (seconds - projecting):.1f}x"
+                        if base and projecting == projecting
+                        else "-"
+                    )
                     same = (
                         "-"
                         if not base or method == "plain"
                         else (
                             "yes"
-                            if np.array_equal(np.sort(picks), np.sort(base[3])) and (method != "lazy" or np.array_equal(picks, base[3]))
+                            if np.array_equal(np.sort(picks), np.sort(base[3]))
+                            and (method != "lazy" or np.array_equal(picks, base[3]))
                             else "no"
                         )
                     )

@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.core.localization import aupro, count_pixels, region_shares  # noqa: E402
-from stages.core.metrics import bootstrap, pixel_auroc  # noqa: E402
-from stages.core.scoring import NearestBank, score_images  # noqa: E402
-from stages.engines.evaluation import SHARD_IMAGES  # noqa: E402
+from patchcore.core.localization import aupro, count_pixels, region_shares  # noqa: E402
+from patchcore.core.metrics import bootstrap, pixel_auroc  # noqa: E402
+from patchcore.core.scoring import NearestBank, score_images  # noqa: E402
+from patchcore.pipeline.scored import SHARD_IMAGES  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,9 @@ def main() -> None:
     centres = rng.standard_normal((100, args.dim), dtype=np.float32) * 3
     bank = centres[rng.integers(100, size=args.bank)] + rng.standard_normal((args.bank, args.dim), dtype=np.float32)
     labels = (rng.random(args.images) < 0.4).astype(np.int8)
-    patches = centres[rng.integers(100, size=args.images * 784)] + rng.standard_normal((args.images * 784, args.dim), dtype=np.float32)
+    patches = centres[rng.integers(100, size=args.images * 784)] + rng.standard_normal(
+        (args.images * 784, args.dim), dtype=np.float32
+    )
     masks = np.zeros((args.images, args.size, args.size), dtype=bool)
     for i in np.flatnonzero(labels):
         patches[i * 784 + 300 : i * 784 + 340] += 4.0  # a defect: patches far from the bank (grid rows 10-12)

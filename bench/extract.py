@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages import backbones  # noqa: E402
-from stages.datasets.images import image_transform, load_rgb  # noqa: E402
-from stages.datasets.layout import list_split  # noqa: E402
+from patchcore import backbones  # noqa: E402
+from patchcore.datasets.images import image_transform, load_rgb  # noqa: E402
+from patchcore.datasets.layout import list_split  # noqa: E402
 
 from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
@@ -35,7 +35,9 @@ from sample_data import build_category, extract_params, run_extract  # noqa: E40
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite2")
-    parser.add_argument("--random-weights", action="store_true", help="for a backbone whose weights cannot be downloaded here")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="for a backbone whose weights cannot be downloaded here"
+    )
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--all-configs", action="store_true")
@@ -71,10 +73,18 @@ def main() -> None:
         print(
             f"data: bundled Hazelnut Toy photos, {len(samples)} images; backbone {args.backbone} ({loaded.weights}); batch {base.batch_size}; torch threads {torch.get_num_threads()}"
         )
-        print(f"each row: {args.rounds} rounds, each timing the stage, the bare forward with decoding, and the forward alone")
-        print("| configuration | stage images/s | bare forward + decode images/s | stage / bare per round | median ratio | forward alone images/s |")
+        print(
+            f"each row: {args.rounds} rounds, each timing the stage, the bare forward with decoding, and the forward alone"
+        )
+        print(
+            "| configuration | stage images/s | bare forward + decode images/s | stage / bare per round | median ratio | forward alone images/s |"
+        )
         print("|---|---|---|---|---|---|")
-        configs = [(w, c) for w in (0, 2) for c in (False, True)] if args.all_configs else [(base.num_workers, base.channels_last)]
+        configs = (
+            [(w, c) for w in (0, 2) for c in (False, True)]
+            if args.all_configs
+            else [(base.num_workers, base.channels_last)]
+        )
         for workers, channels_last in configs:
             rounds = [
                 (

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages import backbones  # noqa: E402
+from patchcore import backbones  # noqa: E402
 
 from sample_data import build_category, extract_params, run_extract  # noqa: E402
 
@@ -27,7 +27,9 @@ from sample_data import build_category, extract_params, run_extract  # noqa: E40
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite2")
-    parser.add_argument("--random-weights", action="store_true", help="for a backbone whose weights cannot be downloaded here")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="for a backbone whose weights cannot be downloaded here"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     settings, cfg = extract_params(args.backbone, args.random_weights)
@@ -49,7 +51,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         build_category(root, 4, ".jpg")
-        print(f"backbone {args.backbone}; batch {cfg.batch_size}; channels_last {cfg.channels_last}; num_workers {cfg.num_workers}")
+        print(
+            f"backbone {args.backbone}; batch {cfg.batch_size}; channels_last {cfg.channels_last}; num_workers {cfg.num_workers}"
+        )
         print("| round | images | stage s | forward s | aggregation s | rest s | rest share |")
         print("|---|---|---|---|---|---|---|")
         for r in range(args.rounds):

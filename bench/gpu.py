@@ -36,8 +36,9 @@ import yaml  # noqa: E402
 from gpu_parts import aggregation_profile, bare_forward_rate, crossover, decode_rate, feature_error  # noqa: E402
 from synthetic_mvtec import MVTEC_CATEGORIES, MVTEC_SIZE, MVTEC_TEST, MVTEC_TRAIN, build  # noqa: E402
 
-from stages import config, coreset, evaluate, extract  # noqa: E402
-from stages.core import devices  # noqa: E402
+from patchcore import config  # noqa: E402
+from patchcore.core import devices  # noqa: E402
+from stages import coreset, evaluate, extract  # noqa: E402
 
 BACKBONE = "wide_resnet50"
 
@@ -69,7 +70,11 @@ def run_category(params: config.Params, name: str, n_images: int, device: torch.
     row = {"category": name, "images": n_images}
     for stage, module in (("extract", extract), ("coreset", coreset), ("evaluate", evaluate)):
         seconds, peak = timed(device, module.main, params, name, BACKBONE)
-        row[stage] = {"seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1), "peak_gpu_gib": round(peak, 2)}
+        row[stage] = {
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n_images / seconds, 1),
+            "peak_gpu_gib": round(peak, 2),
+        }
     row["metrics"] = json.loads(Path(f"metrics/synthetic/{BACKBONE}/{name}.json").read_text())["devices"]
     return row
 
@@ -79,7 +84,9 @@ def sha(path: Path) -> str:
 
 
 def table(rows: list[dict], bare: float) -> None:
-    print("| category | images | extract s | extract img/s | vs bare forward | coreset s | evaluate s | peak GPU GiB (x/c/e) |")
+    print(
+        "| category | images | extract s | extract img/s | vs bare forward | coreset s | evaluate s | peak GPU GiB (x/c/e) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         x, c, e = r["extract"], r["coreset"], r["evaluate"]
@@ -98,7 +105,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    parser.add_argument("--crossover-sizes", type=int, nargs="*", default=[10_000, 25_000, 50_000, 100_000, 0], help="0: the whole bank")
+    parser.add_argument(
+        "--crossover-sizes", type=int, nargs="*", default=[10_000, 25_000, 50_000, 100_000, 0], help="0: the whole bank"
+    )
     parser.add_argument("--skip-cpu", action="store_true", help="no CPU-path run of the first category")
     parser.add_argument("--json", type=Path, help="write every figure here too")
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder")
@@ -126,10 +135,14 @@ def run(args: argparse.Namespace, device: torch.device, work: Path) -> None:
 
 
 def measure(args: argparse.Namespace, device: torch.device, n_train: int, n_test: int) -> None:
-    print(f"device {devices.describe(device)}; torch {torch.__version__}; {os.cpu_count()} CPU cores; workdir {Path.cwd()}")
+    print(
+        f"device {devices.describe(device)}; torch {torch.__version__}; {os.cpu_count()} CPU cores; workdir {Path.cwd()}"
+    )
     started = time.perf_counter()
     names = build(Path("data/synthetic"), args.categories, n_train, n_test, args.size)
-    print(f"data: {len(names)} categories x ({n_train} train + {n_test} test) PNG {args.size} px in {time.perf_counter() - started:.1f} s")
+    print(
+        f"data: {len(names)} categories x ({n_train} train + {n_test} test) PNG {args.size} px in {time.perf_counter() - started:.1f} s"
+    )
     params = bench_params(names, args, args.device)
     out: dict = {
         "device": devices.describe(device),
@@ -138,7 +151,9 @@ def measure(args: argparse.Namespace, device: torch.device, n_train: int, n_test
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     settings = params.backbone(BACKBONE)
-    out["bare_forward_images_per_s"] = bare = bare_forward_rate(Path("data/synthetic") / names[0], settings, params.extract, device)
+    out["bare_forward_images_per_s"] = bare = bare_forward_rate(
+        Path("data/synthetic") / names[0], settings, params.extract, device
+    )
     out["decode_images_per_s"] = decode_rate(Path("data/synthetic") / names[0], settings, params.extract)
     started = time.perf_counter()
     rows = [run_category(params, name, n_train + n_test, device) for name in names]

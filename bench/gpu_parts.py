@@ -11,26 +11,32 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from stages import backbones as bb
-from stages.backbones.stream import ImageFiles, loader
-from stages.config import AggregationSettings
-from stages.core import devices, torch_kcenter
-from stages.core.sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
-from stages.datasets.layout import list_split
+from patchcore import backbones as bb
+from patchcore.backbones.stream import ImageFiles, loader
+from patchcore.config import AggregationSettings
+from patchcore.core import devices, torch_kcenter
+from patchcore.core.sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
+from patchcore.datasets.layout import list_split
 
 
 def _batches(root: Path, settings, extract, limit: int | None = None) -> list[torch.Tensor]:
     """The category's images decoded and resized as extract does, in extract's batches, in memory."""
     samples = list_split(root, "train") + list_split(root, "test")
     samples = samples[:limit] if limit else samples
-    batches = DataLoader(ImageFiles([root / s.path for s in samples], settings), batch_size=extract.batch_size, num_workers=extract.num_workers)
+    batches = DataLoader(
+        ImageFiles([root / s.path for s in samples], settings),
+        batch_size=extract.batch_size,
+        num_workers=extract.num_workers,
+    )
     return [images for images, _ in batches]
 
 
 def _network(settings, extract, device: torch.device):
     loaded = bb.build(settings)
     bb.place(loaded.model, device, extract.channels_last)
-    return bb.LayerTap(loaded.model, settings.layers), torch.channels_last if extract.channels_last else torch.contiguous_format
+    return bb.LayerTap(
+        loaded.model, settings.layers
+    ), torch.channels_last if extract.channels_last else torch.contiguous_format
 
 
 def _rate(call, batches: list[torch.Tensor], device: torch.device, rounds: int = 3) -> float:
@@ -67,7 +73,10 @@ def bare_forward_rate(root: Path, settings, extract, device: torch.device) -> fl
 def feature_error(root: Path, settings, extract, device: torch.device) -> dict:
     """Per precision: images/s of forward + aggregation, and the patch features' mean relative error vs float32."""
     tap, fmt = _network(settings, extract, device)
-    batches = [b.to(device).contiguous(memory_format=fmt) for b in _batches(root, settings, extract, limit=4 * extract.batch_size)]
+    batches = [
+        b.to(device).contiguous(memory_format=fmt)
+        for b in _batches(root, settings, extract, limit=4 * extract.batch_size)
+    ]
     out, reference = {}, None
     print("| precision | forward + aggregation images/s | mean relative feature error vs float32 |")
     print("|---|---|---|")
@@ -87,9 +96,13 @@ def crossover(train_h5: Path, sizes: list[int], device: torch.device) -> list[di
     """Coreset (10%) of the first N training patches: CPU lazy selection vs the device loop."""
     with h5py.File(train_h5) as f:
         patches = f["patches"][()]
-    greedy_kcenter(np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32), 8, 0, progress=False)  # numba compiles once
+    greedy_kcenter(
+        np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32), 8, 0, progress=False
+    )  # numba compiles once
     rows = []
-    print(f"| patches N x D | picks | CPU lazy s | {device.type} loop s | CPU / {device.type} | same picks in order (share) | same bank |")
+    print(
+        f"| patches N x D | picks | CPU lazy s | {device.type} loop s | CPU / {device.type} | same picks in order (share) | same bank |"
+    )
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         n = len(patches) if size == 0 or size > len(patches) else size
@@ -125,11 +138,14 @@ def crossover(train_h5: Path, sizes: list[int], device: torch.device) -> list[di
 def aggregation_profile(settings, extract, device: torch.device, rounds: int = 5) -> dict:
     """Seconds per image of the patch aggregation alone (WRN50-shaped maps, extract's batch), with the
     GPU's channels-last resize and without it, and the largest difference between the two results."""
-    from stages.core import features as core_features
+    from patchcore.core import features as core_features
 
     b = extract.batch_size
     generator = torch.Generator().manual_seed(0)
-    maps = [torch.randn(b, 512, 28, 28, generator=generator).to(device), torch.randn(b, 1024, 14, 14, generator=generator).to(device)]
+    maps = [
+        torch.randn(b, 512, 28, 28, generator=generator).to(device),
+        torch.randn(b, 1024, 14, 14, generator=generator).to(device),
+    ]
     out, results = {}, {}
     for nhwc in (True, False):
         core_features.GPU_RESIZE_CHANNELS_LAST = nhwc

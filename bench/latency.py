@@ -103,7 +103,7 @@ def make_model(tmp: Path, backbone: str, train: int, size: int) -> tuple[Path, P
 
 
 def _cli(project: Path, *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "stages", *args], cwd=project, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "patchcore", *args], cwd=project, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"patchcore {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
 
@@ -113,16 +113,18 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
     import onnxruntime as ort
     import torch
 
-    from stages.backbones import LayerTap
-    from stages.engines.feature_workers import PredictWorker
-    from stages.export.onnx_file import openvino
-    from stages.store.model_folder import load_model
+    from patchcore.backbones import LayerTap
+    from patchcore.engines.predict_worker import PredictWorker
+    from patchcore.export.onnx_file import openvino
+    from patchcore.store.model_folder import load_model
 
     ov = openvino("bench/latency.py")  # its telemetry off, as in every export
 
     card, bank = load_model(model_dir)
     s = card.backbone
-    worker = PredictWorker(s, card.aggregation, "float32", card.channels_last, bank, card.approximate_above, "cpu", threads)
+    worker = PredictWorker(
+        s, card.aggregation, "float32", card.channels_last, bank, card.approximate_above, "cpu", threads
+    )
     mean, std = torch.tensor(s.mean).reshape(1, 3, 1, 1) * 255, torch.tensor(s.std).reshape(1, 3, 1, 1) * 255
     tap: LayerTap = worker.features.tap
     fmt = torch.channels_last if card.channels_last else torch.contiguous_format
@@ -138,7 +140,12 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation note (patchcore export uses it too)
         torch.onnx.export(
-            tap, (normalised(np.zeros((1, s.crop, s.crop, 3), np.uint8)),), str(bare), input_names=["x"], dynamic_axes={"x": {0: "N"}}, dynamo=False
+            tap,
+            (normalised(np.zeros((1, s.crop, s.crop, 3), np.uint8)),),
+            str(bare),
+            input_names=["x"],
+            dynamic_axes={"x": {0: "N"}},
+            dynamo=False,
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -161,7 +168,9 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
 
 
 def anomalib_round(python: str, path: str, threads: int, calls: int) -> dict:
-    done = subprocess.run([python, "-c", ANOMALIB_TIME, path, str(threads), "1", str(calls)], capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-c", ANOMALIB_TIME, path, str(threads), "1", str(calls)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"anomalib's exported model failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -190,7 +199,9 @@ def main() -> None:
     import torch
 
     threads = torch.get_num_threads()
-    print(f"data: one synthetic category, {args.train} training PNGs of {args.size} px; {threads} threads; per-image ms (call time / batch)")
+    print(
+        f"data: one synthetic category, {args.train} training PNGs of {args.size} px; {threads} threads; per-image ms (call time / batch)"
+    )
     print("| backbone | bank rows | side | batch | p50 ms | p99 ms | calls |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +211,9 @@ def main() -> None:
             peer = None
             if args.peer_python and backbone == "wide_resnet50":
                 fit = subprocess.run(
-                    [args.peer_python, "-c", ANOMALIB_FIT, str(root), str(Path(tmp) / "anomalib"), str(threads)], capture_output=True, text=True
+                    [args.peer_python, "-c", ANOMALIB_FIT, str(root), str(Path(tmp) / "anomalib"), str(threads)],
+                    capture_output=True,
+                    text=True,
                 )
                 if fit.returncode != 0:
                     raise SystemExit(f"anomalib failed: {fit.stderr.strip()[-2000:]}")
@@ -214,18 +227,26 @@ def main() -> None:
                         figures.setdefault((name, batch), []).extend(timed(run, x, args.calls))
                 if peer is not None:
                     timing = anomalib_round(args.peer_python, peer["path"], threads, args.calls)
-                    figures.setdefault((f"anomalib 2.7 export, onnxruntime (bank {peer['bank']})", timing["batch"]), []).extend(timing["times"])
+                    figures.setdefault(
+                        (f"anomalib 2.7 export, onnxruntime (bank {peer['bank']})", timing["batch"]), []
+                    ).extend(timing["times"])
             for (name, batch), times in figures.items():
                 ms = np.array(times) * 1000
                 print(
                     f"| {backbone} | {bank_rows} | {name} | {batch} | {np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} | {len(ms)} |",
                     flush=True,
                 )
-            peers = {f"{name} at batch {b}": float(np.median(t)) for (name, b), t in figures.items() if name.startswith("anomalib")}
+            peers = {
+                f"{name} at batch {b}": float(np.median(t))
+                for (name, b), t in figures.items()
+                if name.startswith("anomalib")
+            }
             for batch in args.batches:
                 p50 = {name: float(np.median(figures[(name, b)])) for name, b in figures if b == batch}
                 line = f"{backbone}, batch {batch}: onnxruntime file / its bare backbone {p50['onnxruntime file'] / p50['onnxruntime backbone']:.2f}x"
-                line += "".join(f"; {n} / onnxruntime file {v / p50['onnxruntime file']:.2f}x" for n, v in peers.items())
+                line += "".join(
+                    f"; {n} / onnxruntime file {v / p50['onnxruntime file']:.2f}x" for n, v in peers.items()
+                )
                 print(line)
             for path in sorted((project / "exported").glob("*")):
                 print(f"{backbone}: {path.name} {path.stat().st_size / 2**20:.1f} MiB")

@@ -65,7 +65,10 @@ copies.
 
 
 def _read(tar: tarfile.TarFile, prefix: str) -> list[tuple[str, np.ndarray]]:
-    members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix) and m.name.endswith(".jpg")), key=lambda m: m.name)
+    members = sorted(
+        (m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix) and m.name.endswith(".jpg")),
+        key=lambda m: m.name,
+    )
     out = []
     for m in members:
         data = tar.extractfile(m)
@@ -111,7 +114,9 @@ def _piece(donors: list[np.ndarray], size: tuple[int, int], rng: np.random.Gener
     return np.clip(piece * rng.uniform(0.8, 1.2), 0, 255)
 
 
-def _paste(crop: np.ndarray, donors: list[np.ndarray], kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _paste(
+    crop: np.ndarray, donors: list[np.ndarray], kind: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     if kind == "pasted":
         s = int(rng.integers(10, 23))
         size = (s, s)
@@ -151,8 +156,12 @@ def _files(seed: int) -> dict[str, bytes]:
                 defect, mask = _paste(crop, donors, kind, rng)
                 files[f"{NAME}/test/{kind}/{name}.jpg"] = _encode(defect, "JPEG")
                 files[f"{NAME}/ground_truth/{kind}/{name}.png"] = _encode(mask, "PNG")
-    folders = sorted({name.rsplit("/", 1)[0].removeprefix(f"{NAME}/") for name in files if "/ground_truth/" not in name})
-    counts = ", ".join(f"{folder} {sum(1 for n in files if n.rsplit('/', 1)[0] == f'{NAME}/{folder}')}" for folder in folders)
+    folders = sorted(
+        {name.rsplit("/", 1)[0].removeprefix(f"{NAME}/") for name in files if "/ground_truth/" not in name}
+    )
+    counts = ", ".join(
+        f"{folder} {sum(1 for n in files if n.rsplit('/', 1)[0] == f'{NAME}/{folder}')}" for folder in folders
+    )
     files[f"{NAME}/NOTICE.md"] = NOTICE.format(counts=counts).encode()
     return files
 
@@ -160,8 +169,15 @@ def _files(seed: int) -> dict[str, bytes]:
 def good_only(files: dict[str, bytes]) -> dict[str, bytes]:
     """The good images alone under their own category name, with a NOTICE saying so."""
     name = f"{NAME}_good"
-    kept = {f"{name}/{n.removeprefix(NAME + '/')}": data for n, data in files.items() if n.startswith((f"{NAME}/train/good/", f"{NAME}/test/good/"))}
-    counts = ", ".join(f"{folder} {sum(1 for n in kept if n.startswith(f'{name}/{folder}/'))}" for folder in ("train/good", "test/good"))
+    kept = {
+        f"{name}/{n.removeprefix(NAME + '/')}": data
+        for n, data in files.items()
+        if n.startswith((f"{NAME}/train/good/", f"{NAME}/test/good/"))
+    }
+    counts = ", ".join(
+        f"{folder} {sum(1 for n in kept if n.startswith(f'{name}/{folder}/'))}"
+        for folder in ("train/good", "test/good")
+    )
     kept[f"{name}/NOTICE.md"] = GOOD_NOTICE.format(counts=counts).encode()
     return kept
 
@@ -183,7 +199,9 @@ def build(out: Path, seed: int = 0, only_good: bool = False) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--good-only", action="store_true", help="train/good and test/good only, as hazelnut_surface_good")
+    parser.add_argument(
+        "--good-only", action="store_true", help="train/good and test/good only, as hazelnut_surface_good"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.out = args.out or REPO / "data" / "bundled" / f"{NAME}{'_good' if args.good_only else ''}.tar.gz"

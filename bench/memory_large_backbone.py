@@ -32,7 +32,9 @@ from sample_data import build_category  # noqa: E402
 def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of one command, sampled every 20 ms."""
     start = time.perf_counter()
-    proc = psutil.Popen([sys.executable, "-m", "stages", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = psutil.Popen(
+        [sys.executable, "-m", "patchcore", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     peak = 0
     while proc.poll() is None:
         try:
@@ -49,7 +51,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.01)
     parser.add_argument("--weights", default="random")
-    parser.add_argument("--backbone", default="clip_rn50x16", help="another key of params.yaml's backbones (the tests run efficientnet_lite0)")
+    parser.add_argument(
+        "--backbone",
+        default="clip_rn50x16",
+        help="another key of params.yaml's backbones (the tests run efficientnet_lite0)",
+    )
     parser.add_argument("--flips", type=int, default=8, help="each training photo in this many flips/rotations (1-8)")
     opts = parser.parse_args()
     BACKBONE = opts.backbone
@@ -83,8 +89,12 @@ def main() -> None:
         print(
             f"extract, all images: {ex_s:.0f} s, peak RSS {ex_mb:.0f} MiB ({ex_mb / full_mb:.2f} x the full matrix; {ex_mb / q_mb:.2f} x the quarter run)"
         )
-        print("(extract's peak is the network and its activations for one batch, not the features: it does not grow with the data)")
-        print(f"coreset ({opts.ratio:.0%}): {co_s:.0f} s, peak RSS {co_mb:.0f} MiB ({co_mb / full_mb:.2f} x the full matrix)")
+        print(
+            "(extract's peak is the network and its activations for one batch, not the features: it does not grow with the data)"
+        )
+        print(
+            f"coreset ({opts.ratio:.0%}): {co_s:.0f} s, peak RSS {co_mb:.0f} MiB ({co_mb / full_mb:.2f} x the full matrix)"
+        )
 
 
 if __name__ == "__main__":

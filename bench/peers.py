@@ -110,10 +110,12 @@ def project_round(project: Path, category: str) -> dict:
     """The project's stages in this process, timed as the peer's phases are (imports before the clock)."""
     import torch
 
-    from stages import backbones, config, coreset, evaluate, extract
-    from stages.backbones import LayerTap, PatchFeatures, stream
-    from stages.datasets.layout import list_split
-    from stages.store.model_folder import ModelFolder
+    from patchcore import backbones, config
+    from patchcore.backbones import LayerTap, PatchFeatures, stream
+    from patchcore.datasets.layout import list_split
+    from patchcore.pipeline import extraction, memory_bank
+    from patchcore.store.model_folder import ModelFolder
+    from stages import evaluate
 
     params = config.load(project / "params.yaml")
     settings = params.backbone("wide_resnet50")
@@ -122,14 +124,16 @@ def project_round(project: Path, category: str) -> dict:
     meta = {"dataset": "sample", "category": category, "backbone": "wide_resnet50", "arch": settings.arch}
     t0 = time.perf_counter()
     loaded = backbones.build(settings)
-    extract.run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta)
+    extraction.run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta)
     extracted = time.perf_counter() - t0
     t0 = time.perf_counter()
-    coreset.run(folder.root / "train.h5", folder.root / "bank.h5", params.coreset)
+    memory_bank.run(folder.root / "train.h5", folder.root / "bank.h5", params.coreset)
     selected = time.perf_counter() - t0
     # the test split's features, as the stage computes them (its share of the extract above)
     test = list_split(root, "test")
-    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, params.aggregation, params.extract.precision)
+    features = PatchFeatures(
+        LayerTap(loaded.model, settings.layers), settings, params.aggregation, params.extract.precision
+    )
     backbones.place(loaded.model, torch.device("cpu"), params.extract.channels_last)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -141,7 +145,12 @@ def project_round(project: Path, category: str) -> dict:
     scored = time.perf_counter() - t0
     record = json.loads((project / f"metrics/sample/wide_resnet50/{category}.json").read_text())
     train_features = extracted - test_features
-    return {"fit": train_features + selected, "test": test_features + scored, "test_images": len(test), "image_auroc": record["image_auroc"]}
+    return {
+        "fit": train_features + selected,
+        "test": test_features + scored,
+        "test_images": len(test),
+        "image_auroc": record["image_auroc"],
+    }
 
 
 def make_project(tmp: Path, train: int, test: int, size: int) -> tuple[Path, str, Path]:
@@ -158,7 +167,9 @@ def make_project(tmp: Path, train: int, test: int, size: int) -> tuple[Path, str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--peer-python", help="python of the environment anomalib is installed in (without it: the project's side only)")
+    parser.add_argument(
+        "--peer-python", help="python of the environment anomalib is installed in (without it: the project's side only)"
+    )
     parser.add_argument("--peers", nargs="+", default=["anomalib"], choices=["anomalib", "inspection"])
     parser.add_argument("--inspection-src", help="patchcore-inspection's src folder (for --peers inspection)")
     parser.add_argument("--train", type=int, default=60)
@@ -188,14 +199,21 @@ def main() -> None:
                 elif side == "anomalib":
                     row = peer_round(args.peer_python, ANOMALIB, [str(root), str(threads)], side)
                 else:
-                    row = peer_round(args.peer_python, INSPECTION, [str(root), str(threads), str(args.inspection_src)], side)
+                    row = peer_round(
+                        args.peer_python, INSPECTION, [str(root), str(threads), str(args.inspection_src)], side
+                    )
                 rows[side].append(row)
                 rate = row["test_images"] / row["test"]
-                print(f"| {r} | {side} | {row['fit']:.1f} | {row['test']:.1f} | {rate:.2f} | {row['image_auroc']:.4f} |", flush=True)
+                print(
+                    f"| {r} | {side} | {row['fit']:.1f} | {row['test']:.1f} | {rate:.2f} | {row['image_auroc']:.4f} |",
+                    flush=True,
+                )
         for peer in peers:
             ratio = statistics.median(a["test"] / p["test"] for a, p in zip(rows[peer], rows["project"]))
             train = statistics.median(a["fit"] / p["fit"] for a, p in zip(rows[peer], rows["project"]))
-            print(f"project vs {peer} (median of rounds): test phase {ratio:.2f}x its images/s; training {train:.2f}x faster")
+            print(
+                f"project vs {peer} (median of rounds): test phase {ratio:.2f}x its images/s; training {train:.2f}x faster"
+            )
 
 
 if __name__ == "__main__":

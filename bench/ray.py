@@ -26,10 +26,11 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from stages import backbones, config, coreset, evaluate, extract  # noqa: E402
-from stages.engines import ray_pool  # noqa: E402
-from stages.engines.settings import EngineSettings  # noqa: E402
-from stages.store.model_folder import ModelFolder  # noqa: E402
+from patchcore import backbones, config  # noqa: E402
+from patchcore.engines import ray_pool  # noqa: E402
+from patchcore.engines.settings import EngineSettings  # noqa: E402
+from patchcore.pipeline import extraction, memory_bank, scored  # noqa: E402
+from patchcore.store.model_folder import ModelFolder  # noqa: E402
 
 from sample_data import build_category, extract_params  # noqa: E402
 
@@ -55,23 +56,39 @@ def main() -> None:
         n_train = build_category(root, args.variants)
         began = time.perf_counter()
         ray_pool.start(EngineSettings(engine="ray", object_store_mb=512))
-        print(f"Ray started in {time.perf_counter() - began:.1f} s; torch threads {torch.get_num_threads()}; backbone {args.backbone}")
+        print(
+            f"Ray started in {time.perf_counter() - began:.1f} s; torch threads {torch.get_num_threads()}; backbone {args.backbone}"
+        )
         loaded = backbones.build(settings)
         rows: dict[str, list[tuple[float, float, str]]] = {name: [] for name in engines}
         n_images = 0
         for r in range(args.rounds):
             for name, engine in engines.items():
                 folder = ModelFolder(Path(tmp) / f"out_{r}_{name.replace(' ', '_').replace(',', '')}")
-                meta = {"dataset": "bench", "category": "hazelnut_toy", "backbone": settings.name, "arch": settings.arch}
-                done = extract.run(root, folder.root, settings, loaded, extract_settings, params.aggregation, meta, engine)
+                meta = {
+                    "dataset": "bench",
+                    "category": "hazelnut_toy",
+                    "backbone": settings.name,
+                    "arch": settings.arch,
+                }
+                done = extraction.run(
+                    root, folder.root, settings, loaded, extract_settings, params.aggregation, meta, engine
+                )
                 n_images = done["images"]
-                coreset.run(folder.train, folder.bank, params.coreset)
+                memory_bank.run(folder.train, folder.bank, params.coreset)
                 began = time.perf_counter()
-                evaluate.score(folder, settings.crop, params.evaluate, engine)
+                scored.score(folder, settings.crop, params.evaluate, engine)
                 rows[name].append((done["seconds"], time.perf_counter() - began, _digest(folder.root)))
-                print(f"round {r + 1}: {name}: extract {done['seconds']:.1f} s, evaluate scoring {rows[name][-1][1]:.1f} s", flush=True)
-        print(f"\ndata: bundled Hazelnut Toy, {n_train} training images ({args.variants} variants) + test: {n_images} images")
-        print("| engine | extract s | extract images/s | vs local | evaluate scoring s | vs local | same bytes as local |")
+                print(
+                    f"round {r + 1}: {name}: extract {done['seconds']:.1f} s, evaluate scoring {rows[name][-1][1]:.1f} s",
+                    flush=True,
+                )
+        print(
+            f"\ndata: bundled Hazelnut Toy, {n_train} training images ({args.variants} variants) + test: {n_images} images"
+        )
+        print(
+            "| engine | extract s | extract images/s | vs local | evaluate scoring s | vs local | same bytes as local |"
+        )
         print("|---|---|---|---|---|---|---|")
         base_x = statistics.median(x for x, _, _ in rows["local"])
         base_e = statistics.median(e for _, e, _ in rows["local"])
@@ -79,7 +96,9 @@ def main() -> None:
         for name, values in rows.items():
             x, e = statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
             same = all(v[2] == digest for v in values)
-            print(f"| {name} | {x:.1f} | {n_images / x:.1f} | {base_x / x:.2f}x | {e:.1f} | {base_e / e:.2f}x | {same} |")
+            print(
+                f"| {name} | {x:.1f} | {n_images / x:.1f} | {base_x / x:.2f}x | {e:.1f} | {base_e / e:.2f}x | {same} |"
+            )
 
 
 if __name__ == "__main__":

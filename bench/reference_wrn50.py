@@ -72,17 +72,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
 
+    from synthetic_mvtec import build
+
     import patchcore.common
     import patchcore.patchcore
     import patchcore.sampler
+    from patchcore import backbones, config
+    from patchcore.backbones import LayerTap, PatchFeatures, stream
+    from patchcore.core import sampling, scoring
+    from patchcore.core.features import aggregate
+    from patchcore.datasets.images import image_transform, load_rgb
     from patchcore.datasets.mvtec import DatasetSplit, MVTecDataset
-    from synthetic_mvtec import build
-
-    from stages import backbones, config
-    from stages.backbones import LayerTap, PatchFeatures, stream
-    from stages.core import sampling, scoring
-    from stages.core.features import aggregate
-    from stages.datasets.images import image_transform, load_rgb
 
     tmp = None
     if args.data:
@@ -101,7 +101,9 @@ def main() -> None:
     settings = params.backbone("wide_resnet50").model_copy(update={"weights": "random"})
     loaded = backbones.build(settings)  # seed 0 inside, eval() at the end
     proj_model = loaded.model
-    proj_features = PatchFeatures(LayerTap(proj_model, settings.layers), settings, params.aggregation, params.extract.precision)
+    proj_features = PatchFeatures(
+        LayerTap(proj_model, settings.layers), settings, params.aggregation, params.extract.precision
+    )
     backbones.place(proj_model, cpu, params.extract.channels_last)
     fmt = torch.channels_last if params.extract.channels_last else torch.contiguous_format
 
@@ -148,7 +150,9 @@ def main() -> None:
         rv = max(float((s[k] - ps[k]).abs().max()) for k in ps if k.endswith("running_var"))
         ratios = torch.cat([(s[k] / ps[k]).flatten() for k in ps if k.endswith("running_var")])
         nbt = sorted({int(s[k]) for k in s if k.endswith("num_batches_tracked")})
-        print(f"| {name} | {par:.3g} | {rm:.4g} | {rv:.4g} | {float(ratios.min()):.4g} .. {float(ratios.max()):.4g} | {nbt} |")
+        print(
+            f"| {name} | {par:.3g} | {rm:.4g} | {rv:.4g} | {float(ratios.min()):.4g} .. {float(ratios.max()):.4g} | {nbt} |"
+        )
     print(
         f"\nproject network training flag: {proj_model.training}; inspection after load: "
         + ", ".join(f"{n}: {m.backbone.training}" for n, m in insp.items())
@@ -245,7 +249,10 @@ def main() -> None:
     def project_feats(paths):
         with torch.inference_mode():
             return np.concatenate(
-                [b.reshape(-1, settings.target_dim).numpy() for b, _ in stream.host_batches(paths, proj_features, cpu, params.extract)]
+                [
+                    b.reshape(-1, settings.target_dim).numpy()
+                    for b, _ in stream.host_batches(paths, proj_features, cpu, params.extract)
+                ]
             )
 
     def insp_feats(m, ds):
@@ -256,7 +263,14 @@ def main() -> None:
     for name, m in insp.items():
         feats[name] = (insp_feats(m, train_ds), insp_feats(m, test_ds))
     for name in insp:
-        rows.append(("(c) patch features end to end (files -> 1024)", f"project vs {name}", *rel(feats["project"][1], feats[name][1]), ""))
+        rows.append(
+            (
+                "(c) patch features end to end (files -> 1024)",
+                f"project vs {name}",
+                *rel(feats["project"][1], feats[name][1]),
+                "",
+            )
+        )
 
     # (d) patch scores and image scores, full bank, Eq. 7 off
     per_image = len(feats["project"][1]) // len(test_paths)
@@ -277,9 +291,23 @@ def main() -> None:
     img = {n: s.reshape(-1, per_image).max(axis=1) for n, s in patch_scores.items()}
     for name in insp:
         rho = spearmanr(patch_scores["project"], patch_scores[name]).statistic
-        rows.append(("(d) patch scores, full bank", f"project vs {name}", *rel(patch_scores["project"], patch_scores[name]), f"Spearman {rho:.4f}"))
+        rows.append(
+            (
+                "(d) patch scores, full bank",
+                f"project vs {name}",
+                *rel(patch_scores["project"], patch_scores[name]),
+                f"Spearman {rho:.4f}",
+            )
+        )
         rho = spearmanr(img["project"], img[name]).statistic
-        rows.append(("(d) image scores (max), full bank", f"project vs {name}", *rel(img["project"], img[name]), f"Spearman {rho:.4f}"))
+        rows.append(
+            (
+                "(d) image scores (max), full bank",
+                f"project vs {name}",
+                *rel(img["project"], img[name]),
+                f"Spearman {rho:.4f}",
+            )
+        )
 
     print("### Stage by stage (full bank, Eq. 7 off)\n")
     print("| stage | compared | max abs diff | max rel diff | note |")
@@ -290,8 +318,12 @@ def main() -> None:
     # ---------- switches ----------
     def project_coreset(tr):
         n_pick = sampling.coreset_size(len(tr), args.ratio)
-        points = sampling.project([tr], sampling.projection_matrix(tr.shape[1], params.coreset.projection_dim, params.coreset.seed))
-        picks = sampling.greedy_kcenter(points, n_pick, sampling.start_index(len(tr), params.coreset.seed), progress=False)
+        points = sampling.project(
+            [tr], sampling.projection_matrix(tr.shape[1], params.coreset.projection_dim, params.coreset.seed)
+        )
+        picks = sampling.greedy_kcenter(
+            points, n_pick, sampling.start_index(len(tr), params.coreset.seed), progress=False
+        )
         return tr[np.sort(picks)]
 
     def inspection_coreset(tr):

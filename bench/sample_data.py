@@ -36,7 +36,7 @@ def extract_params(backbone: str, random_weights: bool = False):
     """(BackboneSettings, ExtractSettings) of params.yaml, as the extract stage reads them;
     ``random_weights`` for a backbone whose published weights this machine cannot download
     (speed and memory do not depend on the weights' values)."""
-    from stages import config
+    from patchcore import config
 
     params = config.load(REPO / "params.yaml")
     settings = params.backbone(backbone)
@@ -48,8 +48,9 @@ def extract_params(backbone: str, random_weights: bool = False):
 def run_extract(root: Path, out: Path, settings, cfg) -> dict:
     """The extract stage on a bench category, with a freshly built backbone and params.yaml's
     aggregation: {"images", "seconds"}."""
-    from stages import backbones, config, extract
+    from patchcore import backbones, config
+    from patchcore.pipeline import extraction
 
     aggregation = config.load(REPO / "params.yaml").aggregation
     meta = {"dataset": "bench", "category": root.name, "backbone": settings.name, "arch": settings.arch}
-    return extract.run(root, out, settings, backbones.build(settings), cfg, aggregation, meta)
+    return extraction.run(root, out, settings, backbones.build(settings), cfg, aggregation, meta)

@@ -23,11 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.core.scoring import NearestBank  # noqa: E402
+from patchcore.core.scoring import NearestBank  # noqa: E402
 
 
 def mixture(rng, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
-    return (centres[rng.integers(len(centres), size=n)] + rng.standard_normal((n, dim), dtype=np.float32)).astype(np.float32)
+    return (centres[rng.integers(len(centres), size=n)] + rng.standard_normal((n, dim), dtype=np.float32)).astype(
+        np.float32
+    )
 
 
 def matmul_rate(queries: np.ndarray, bank: np.ndarray) -> float:
@@ -55,7 +57,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((300, args.dim), dtype=np.float32) * 3
     queries = mixture(rng, args.queries, args.dim, centres)
-    print("| bank | queries | index | build s | queries/s | recall@1 | speed vs exact | float32 matmul queries/s | exact search / matmul |")
+    print(
+        "| bank | queries | index | build s | queries/s | recall@1 | speed vs exact | float32 matmul queries/s | exact search / matmul |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.bank:
         bank = mixture(rng, n, args.dim, centres)

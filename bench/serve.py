@@ -1,6 +1,7 @@
 """The inspection service under load, against `patchcore predict` on the same images in one call.
 
-    python bench/serve.py [--model features/sample/hazelnut_toy/efficientnet_lite2 --images data/sample/hazelnut_toy/test]
+    python bench/serve.py [--model features/sample/hazelnut_toy/efficientnet_lite2 --images
+    data/sample/hazelnut_toy/test]
         [--requests 1000] [--concurrency 1 8 32] [--rounds 1]
 
 A running `patchcore serve` on 127.0.0.1 gets ``--requests`` raw-body POST /v1/inspect calls at
@@ -48,7 +49,11 @@ def small_model(tmp: Path, train: int, size: int) -> tuple[Path, Path, Path]:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage in ("extract", "coreset", "evaluate"):
         _cli(project, stage, "-c", category, "-b", "efficientnet_lite0")
-    return project, project / "features/sample" / category / "efficientnet_lite0", project / "data/sample" / category / "test"
+    return (
+        project,
+        project / "features/sample" / category / "efficientnet_lite0",
+        project / "data/sample" / category / "test",
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -63,7 +68,7 @@ def start_server(project: Path, model: Path, state: Path) -> tuple[subprocess.Po
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "PATCHCORE_TOKEN"}
-    command = [sys.executable, "-m", "stages", "serve", str(model), "--port", str(port), "--state", str(state)]
+    command = [sys.executable, "-m", "patchcore", "serve", str(model), "--port", str(port), "--state", str(state)]
     server = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -112,22 +117,26 @@ def same_images(files: list[Path], count: int, dest: Path) -> Path:
     dest.mkdir(parents=True)
     for k in range(count):
         source = files[k % len(files)]
-        os.link(source, dest / f"{k:05d}{source.suffix}") if source.stat().st_dev == dest.stat().st_dev else shutil.copy(
+        os.link(
             source, dest / f"{k:05d}{source.suffix}"
-        )
+        ) if source.stat().st_dev == dest.stat().st_dev else shutil.copy(source, dest / f"{k:05d}{source.suffix}")
     return dest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a model folder (default: make a small Lite0 one)")
-    parser.add_argument("--images", type=Path, help="folder of images to send, cycled (default: the model's test images)")
+    parser.add_argument(
+        "--images", type=Path, help="folder of images to send, cycled (default: the model's test images)"
+    )
     parser.add_argument("--project", type=Path, default=REPO, help="the project the model belongs to (for --model)")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--small", type=int, default=16, help="images of predict's short call (its fixed cost)")
-    parser.add_argument("--train", type=int, default=12, help="without --model: training images of the synthetic category")
+    parser.add_argument(
+        "--train", type=int, default=12, help="without --model: training images of the synthetic category"
+    )
     parser.add_argument("--size", type=int, default=256, help="without --model: their size in pixels")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
@@ -135,8 +144,16 @@ def main() -> None:
         if args.model is None:
             project, model, images_dir = small_model(tmp, args.train, args.size)
         else:
-            project, model, images_dir = args.project.resolve(), args.model.resolve(), (args.images or args.model).resolve()
-        files = sorted(p for p in (args.images or images_dir).resolve().rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif"))
+            project, model, images_dir = (
+                args.project.resolve(),
+                args.model.resolve(),
+                (args.images or args.model).resolve(),
+            )
+        files = sorted(
+            p
+            for p in (args.images or images_dir).resolve().rglob("*")
+            if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif")
+        )
         blobs = [p.read_bytes() for p in files]
         big = same_images(files, args.requests, tmp / "same")
         small = same_images(files, args.small, tmp / "small")
@@ -164,8 +181,12 @@ def main() -> None:
 def report(rows: dict, rss: list, args, model: Path, distinct: int) -> None:
     med = {side: {k: float(np.median([r[k] for r in runs])) for k in runs[0]} for side, runs in rows.items()}
     base = med["predict"]
-    print(f"model {model}; {args.requests} requests of {distinct} distinct images per side; {args.rounds} round(s); {os.cpu_count()} CPUs")
-    print(f"predict, one call: {base['rate']:.2f} images/s whole, {base['marginal']:.2f} images/s marginal (less a {args.small}-image call)\n")
+    print(
+        f"model {model}; {args.requests} requests of {distinct} distinct images per side; {args.rounds} round(s); {os.cpu_count()} CPUs"
+    )
+    print(
+        f"predict, one call: {base['rate']:.2f} images/s whole, {base['marginal']:.2f} images/s marginal (less a {args.small}-image call)\n"
+    )
     print("| side | p50 ms | p99 ms | images/s | vs predict whole | vs predict marginal | errors |")
     print("|---|---|---|---|---|---|---|")
     for side, m in med.items():
@@ -176,7 +197,9 @@ def report(rows: dict, rss: list, args, model: Path, distinct: int) -> None:
         )
     for levels in rss:
         steps = ", ".join(f"{mb:.0f} MB after c={c}" for c, mb in zip(args.concurrency, levels[1:]))
-        print(f"\nserver RSS: {levels[0]:.0f} MB ready (warmed with a full batch and each smaller size), {steps} ({levels[-1] - levels[0]:+.0f} MB)")
+        print(
+            f"\nserver RSS: {levels[0]:.0f} MB ready (warmed with a full batch and each smaller size), {steps} ({levels[-1] - levels[0]:+.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ def _grain(size: int) -> np.ndarray:
 
 def _surface(rng: np.random.Generator, size: int, colour: np.ndarray, scale: int) -> np.ndarray:
     coarse = rng.standard_normal((scale, scale, 3)).astype(np.float32)
-    smooth = np.stack([np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.Resampling.BICUBIC)) for c in range(3)], axis=-1)
+    smooth = np.stack(
+        [np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.Resampling.BICUBIC)) for c in range(3)],
+        axis=-1,
+    )
     dy, dx = (int(v) for v in rng.integers(0, size, 2))
     grain = _grain(size)[dy : dy + size, dx : dx + size]
     return np.clip(colour + 18.0 * smooth + grain, 0, 255).astype(np.uint8)
@@ -69,7 +72,9 @@ def _write(job: tuple[str, int, int, int, str, int]) -> None:
         image.save(root / ("train/good" if kind == "train" else "test/good") / f"{index:03d}.png", compress_level=1)
 
 
-def build(data_root: Path, categories: int, n_train: int, n_test: int, size: int, seed: int = 0, workers: int | None = None) -> list[str]:
+def build(
+    data_root: Path, categories: int, n_train: int, n_test: int, size: int, seed: int = 0, workers: int | None = None
+) -> list[str]:
     """Write ``categories`` categories under ``data_root``; return their names."""
     names = [f"synthetic_{c:02d}" for c in range(categories)]
     jobs = []

@@ -35,7 +35,11 @@ HOLDOUT = {
 
 def _stage(project: Path, stage: str, category: str, backbone: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "stages", stage, "-c", category, "-b", backbone], cwd=project, capture_output=True, text=True, timeout=3600
+        [sys.executable, "-m", "patchcore", stage, "-c", category, "-b", backbone],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     if result.returncode != 0:
         raise SystemExit(f"{stage} failed in {project}:\n{result.stderr[-2000:]}")
@@ -68,7 +72,9 @@ def rows(source: Path, category: str, backbone: str, fixed: float) -> list[dict]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=REPO, help="a project where 'dvc repro' has run (data and features present)")
+    parser.add_argument(
+        "--project", type=Path, default=REPO, help="a project where 'dvc repro' has run (data and features present)"
+    )
     parser.add_argument("--category", default="hazelnut_surface")
     parser.add_argument("--backbone", default="efficientnet_lite2")
     parser.add_argument("--fixed", type=float, default=30.0, help="the value of the fixed threshold")
@@ -84,7 +90,11 @@ def main() -> None:
             if r["false_reject_rate"] is None
             else f"{r['false_reject_rate']:.3f} [{r['false_reject_ci95'][0]:.3f}, {r['false_reject_ci95'][1]:.3f}]"
         )
-        scores = "test labels" if r["method"] == "f1_max" else ("params.yaml" if r["method"] == "fixed" else str(r["scores_from"]))
+        scores = (
+            "test labels"
+            if r["method"] == "f1_max"
+            else ("params.yaml" if r["method"] == "fixed" else str(r["scores_from"]))
+        )
         ends = ["open" if v is None else f"{v:.3f}" for v in r.get("threshold_ci95", [])]
         threshold = f"{r['threshold']:.3f}" + (f" [{ends[0]}, {ends[1]}]" if ends else "")
         print(

@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages.core.scoring import NearestBank, maxima_on_border  # noqa: E402
+from patchcore.core.scoring import NearestBank, maxima_on_border  # noqa: E402
 
 VARIANTS = [("zeros", "equal"), ("valid", "equal"), ("zeros", "channels"), ("valid", "channels")]
 CATEGORIES = ("hazelnut_toy", "hazelnut_surface")
@@ -53,9 +53,11 @@ def keep_first(root: Path, n: int) -> None:
 
 
 def stage(project: Path, *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "stages", *args], cwd=project, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "patchcore", *args], cwd=project, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"patchcore {' '.join(args)} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+        raise SystemExit(
+            f"patchcore {' '.join(args)} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+        )
 
 
 def run(project: Path, backbone: str, category: str, images: int | None) -> dict:
@@ -70,7 +72,9 @@ def run(project: Path, backbone: str, category: str, images: int | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite2")
-    parser.add_argument("--variants", nargs="+", default=[f"{b}:{w}" for b, w in VARIANTS], help="border:layer_weighting pairs")
+    parser.add_argument(
+        "--variants", nargs="+", default=[f"{b}:{w}" for b, w in VARIANTS], help="border:layer_weighting pairs"
+    )
     parser.add_argument("--images", type=int, default=None)
     args = parser.parse_args()
     print(f"data: bundled sample ({', '.join(CATEGORIES)}); backbone {args.backbone}")

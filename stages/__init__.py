@@ -1,1 +1,1 @@
-"""PatchCore anomaly detection as DVC pipeline stages."""
+"""The DVC stage commands: `python -m stages.<name>`, each a thin Typer app over the patchcore library."""

@@ -1,165 +1,45 @@
-"""Stage `coreset`: the memory bank, a greedy coreset of the training patches.
+"""Stage `coreset`: the memory bank, a greedy coreset of the training patches (bank.h5).
 
-Label-free thresholds need scores of good images that the bank has not seen: either every
-training image scored against the coresets of k - 1 folds (``holdout_folds``), or a seeded
-share of the training images held out of the bank (``holdout_fraction``).
+python -m stages.coreset --category C --backbone B   (also: patchcore coreset)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
+import typer
 
-from .config import CoresetSettings, Params
-from .core import devices, torch_kcenter
-from .core.sampling import (
-    coreset_size,
-    greedy_kcenter,
-    project,
-    projection_matrix,
-    start_index,
-)
-from .datasets.layout import seeded_folds, seeded_share
-from .errors import UsageError
-from .store import h5io
-from .store.atomic import atomic_path
-from .store.model_folder import ModelFolder
-from .store.output_set import output_set
+from patchcore import command, config
+from patchcore.config import Params
 
-CPU = torch.device("cpu")
-READ_ROWS = 32768  # rows per HDF5 read: 128 MiB at 1024 dims, whatever the image size
+app = command.stage_app(__doc__)
 
 
-def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the training images kept out of the bank."""
-    if fraction <= 0:
-        return np.zeros(0, dtype=np.int64)
-    held = seeded_share(n_images, fraction, seed)
-    if len(held) >= n_images:
-        raise UsageError(f"coreset.holdout_fraction {fraction} leaves no training image for the memory bank ({n_images} images); lower it")
-    return held
-
-
-def _rows(images: np.ndarray, per_image: int) -> np.ndarray:
-    return (images[:, None] * per_image + np.arange(per_image)[None]).ravel()
-
-
-def keeps_all(settings: CoresetSettings) -> bool:
-    """Whether the coreset is every patch (ratio 1): then nothing is projected or selected,
-    since every order of all the rows is sorted into the same bank."""
-    return settings.ratio >= 1.0
-
-
-def _select(points, settings: CoresetSettings, device: torch.device, label: str) -> np.ndarray:
-    """Positions (unsorted) of the greedy coreset among ``points`` (projected rows, numpy or on ``device``)."""
-    if keeps_all(settings):
-        return np.arange(len(points))
-    n_pick, start = coreset_size(len(points), settings.ratio), start_index(len(points), settings.seed)
-    if isinstance(points, np.ndarray):
-        return greedy_kcenter(points, n_pick, start, desc=label)
-    with tqdm(total=n_pick, desc=f"{label} on {device}", unit="pick", mininterval=1.0) as bar:
-        return torch_kcenter.greedy_kcenter(points, n_pick, start, device, bar.update)
-
-
-def _projected(patches, images: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device):
-    """The images' rows projected for the selection, and the device that will select (a small bank stays on the CPU)."""
-
-    def blocks():
-        # contiguous row ranges of the images, read in bounded slices (no copies)
-        for start, stop in h5io.image_runs(images, per_image):
-            for a in range(start, stop, READ_ROWS):
-                yield patches[a : min(stop, a + READ_ROWS)]
-
-    matrix = projection_matrix(patches.shape[1], settings.projection_dim, settings.seed)
-    if not torch_kcenter.on_device(device, len(images) * per_image):
-        return project(blocks(), matrix), CPU
-    return torch_kcenter.project(blocks(), matrix, device), device
-
-
-def _fold_banks(points, folds: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device) -> list[np.ndarray]:
-    """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio;
-    one entry per fold, none when ``folds`` holds none (-1 everywhere).
-
-    ``points`` holds every image's projected rows (k-fold keeps no image out of the deployed bank).
-    """
-    n_folds = int(folds.max()) + 1
-    banks: list[np.ndarray] = []
-    for k in range(n_folds):
-        rows = _rows(np.flatnonzero(folds != k), per_image)
-        banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
-    return banks
-
-
-def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
-    """Build the bank into ``out``, reserved before the work starts (a folder that cannot be written fails first)."""
-    with output_set([out]):
-        return _build(train_h5, out, settings, fix)
-
-
-def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> dict:
-    """The bank, and the held-out good images evaluate scores for label-free thresholds.
-
-    With ``holdout_folds`` the bank is built from every training image, and each fold's
-    coreset of the other folds (the same selection at the same ratio) is stored as row
-    indices, so evaluate can score every image against a bank that never saw it.
-    """
-    device = devices.resolve(settings.device, "coreset.device")
-    with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
-        patches = f["patches"]
-        n = patches.shape[0]
-        n_images = f["labels"].shape[0]
-        per_image = n // n_images
-        held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
-        bank_images = np.setdiff1d(np.arange(n_images), held)
-        kept_rows = _rows(bank_images, per_image)
-        if keeps_all(settings):  # rows with no coordinates: only their number is needed
-            points, device = np.zeros((len(kept_rows), 0), dtype=np.float32), CPU
-        else:
-            points, device = _projected(patches, bank_images, per_image, settings, device)
-        order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
-        folds = seeded_folds(n_images, settings.holdout_folds, settings.seed) if settings.holdout_folds else np.full(n_images, -1)
-        fold_rows = _fold_banks(points, folds, per_image, settings, device)
-        bank = h5io.take_rows(patches, order)
-        attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
-    arrays = {"bank": bank, "indices": order, "holdout_images": held, "image_folds": folds.astype(np.int64)}
-    # fold k's bank: the train.h5 rows fold_rows[fold_starts[k]:fold_starts[k + 1]]
-    arrays["fold_rows"] = np.concatenate(fold_rows) if fold_rows else np.zeros(0, dtype=np.int64)
-    arrays["fold_starts"] = np.cumsum([0] + [len(r) for r in fold_rows]).astype(np.int64)
-    attrs.update(
-        {
-            "coreset_ratio": settings.ratio,
-            "projection_dim": settings.projection_dim,
-            "seed": settings.seed,
-            "train_patches": len(kept_rows),
-            "holdout_fraction": settings.holdout_fraction,
-            "holdout_folds": len(fold_rows),
-            "coreset_device": devices.describe(device),  # the one that selected (a small bank stays on the CPU)
-        }
-    )
-    with atomic_path(out, ".h5") as tmp:
-        with h5io.create(tmp) as g:
-            for name, values in arrays.items():
-                h5io.write_array(g, name, values)
-            h5io.set_attrs(g, attrs)
-    return {
-        "bank_size": int(len(order)),
-        "train_patches": int(len(kept_rows)),
-        "holdout_images": int(len(held)) or int((folds >= 0).sum()),
-        "folds": len(fold_rows),
-        "device": devices.describe(device),
-    }
+@app.command()
+def coreset(
+    category: str = command.CATEGORY, backbone: str = command.BACKBONE, params_file: Path = command.PARAMS
+) -> None:
+    """Greedy coreset of the training patches: the memory bank (bank.h5)."""
+    typer.echo(main(config.load(params_file), category, backbone))
 
 
 def main(params: Params, category: str, backbone: str) -> str:
+    # the library loads when the stage runs: `--help` and the CLI's other commands start at once
+    from patchcore.pipeline import memory_bank
+    from patchcore.store.model_folder import ModelFolder
+
     params.backbone(backbone)  # unknown names fail here with the allowed list
     params.category(category)
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     folder.require((folder.train,), f"run 'patchcore extract --category {category} --backbone {backbone}' first")
-    info = run(folder.train, folder.bank, params.coreset, folder.rebuild(folder.train))
+    info = memory_bank.run(folder.train, folder.bank, params.coreset, folder.rebuild(folder.train))
     held = (
-        f"{info['folds']}-fold banks for {info['holdout_images']} held-out images" if info["folds"] else f"{info['holdout_images']} images held out"
+        f"{info['folds']}-fold banks for {info['holdout_images']} held-out images"
+        if info["folds"]
+        else f"{info['holdout_images']} images held out"
     )
     return f"memory bank: {info['bank_size']} of {info['train_patches']} patches on {info['device']} ({held}) -> {folder.bank}"
+
+
+if __name__ == "__main__":
+    command.run(app)

@@ -1,137 +1,51 @@
-"""Stage `extract`: patch features of every train and test image, streamed into HDF5."""
+"""Stage `extract`: patch features of every train and test image, streamed into HDF5.
+
+python -m stages.extract --category C --backbone B   (also: patchcore extract)
+"""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
+import typer
 
-from . import backbones as bb
-from .backbones import LayerTap, LoadedBackbone, PatchFeatures, geometry, stream
-from .config import AggregationSettings, BackboneSettings, ExtractSettings, Params
-from .core import devices
-from .datasets.layout import Sample, list_split, subset
-from .engines import settings as engines
-from .engines.settings import EngineSettings
-from .errors import UsageError
-from .store import h5io, paths
-from .store.atomic import atomic_path
-from .store.model_folder import ModelFolder, fingerprint, fingerprint_attr
-from .store.output_set import output_set
+from patchcore import command, config
+from patchcore.config import Params
+
+app = command.stage_app(__doc__)
 
 
-def write_split(out: Path, samples: list[Sample], grid: tuple[int, int, int], batches: Iterator, attrs: dict) -> None:
-    """Write the patch features of ``samples``, given as (patches, sizes) batches in order, and their labels."""
-    h, w, d = grid
-    per_image = h * w
-    with atomic_path(out, ".h5") as tmp:
-        with h5io.create(tmp) as f:
-            rows = h5io.create_rows(f, "patches", (len(samples) * per_image, d), per_image)
-            sizes = np.zeros((len(samples), 2), dtype=np.int32)
-            start = 0
-            with tqdm(total=len(samples), desc=f"extract {attrs['split']}", unit="image") as bar:
-                for patches, hw in batches:
-                    n = patches.shape[0]
-                    rows[start * per_image : (start + n) * per_image] = np.asarray(patches).reshape(-1, d)
-                    sizes[start : start + n] = np.asarray(hw)
-                    start += n
-                    bar.update(n)
-            h5io.write_strings(f, "paths", [s.path for s in samples])
-            h5io.write_array(f, "labels", np.array([s.label for s in samples], dtype=np.int8))
-            h5io.write_strings(f, "defects", [s.defect for s in samples])
-            h5io.write_strings(f, "masks", [s.mask for s in samples])
-            h5io.write_array(f, "sizes", sizes)  # original (height, width) of each image
-            h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
-
-
-def _local(features: PatchFeatures, extract: ExtractSettings, device: torch.device):
-    def batches(root: Path, samples: list[Sample]) -> Iterator:
-        with torch.inference_mode():
-            yield from stream.host_batches([root / s.path for s in samples], features, device, extract)
-
-    return batches
-
-
-def _on_ray(settings: BackboneSettings, aggregation: AggregationSettings, extract: ExtractSettings, engine: EngineSettings):
-    from .engines.feature_workers import ExtractWorker
-    from .engines.ray_pool import ShardPool
-
-    pool = ShardPool(ExtractWorker, (settings, aggregation, extract, torch.get_num_threads()), engine)
-    shard = engine.shard_batches * extract.batch_size  # whole batches: the same batches as the local engine
-
-    def batches(root: Path, samples: list[Sample]) -> Iterator:
-        # the images travel as bytes: the workers need no shared file system
-        shards = (
-            ([(root / s.path).read_bytes() for s in samples[i : i + shard]], [str(root / s.path) for s in samples[i : i + shard]])
-            for i in range(0, len(samples), shard)
-        )
-        return pool.map("features_of", shards)
-
-    return batches, pool.first("device_name"), pool
-
-
-def run(
-    root: Path,
-    out_dir: Path,
-    settings: BackboneSettings,
-    loaded: LoadedBackbone,
-    extract: ExtractSettings,
-    aggregation: AggregationSettings,
-    meta: dict,
-    engine: EngineSettings | None = None,
-) -> dict:
-    """Extract both splits; return the image count and the seconds it took (for throughput)."""
-    fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
-    # List and check both splits before any forward pass, so bad data fails before work starts.
-    splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
-    features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, extract.precision)
-    grid = (*geometry(settings).grid, settings.target_dim)
-    engine = engine or EngineSettings()
-    with contextlib.ExitStack() as stack:
-        # both splits reserved before any forward pass, put in place together after the last
-        stack.enter_context(output_set([Path(out_dir) / f"{split}.h5" for split in splits]))
-        if engine.engine == "local":
-            device = devices.resolve(extract.device, "extract.device")
-            bb.place(loaded.model, device, extract.channels_last)
-            batches, used = _local(features, extract, device), devices.describe(device)
-        else:
-            batches, used, pool = _on_ray(settings, aggregation, extract, engine)
-            stack.enter_context(pool)  # the actors' slots are freed however the stage ends
-        started = time.perf_counter()
-        for split, samples in splits.items():
-            attrs = {
-                **meta,
-                "split": split,
-                "weights": loaded.weights,
-                "train_fraction": fraction,
-                "channels_last": extract.channels_last,
-                "extract_device": used,
-                "precision": extract.precision,
-                "aggregation": features.attribute(),
-                "fingerprint": fingerprint_attr(
-                    fingerprint(settings, loaded.weights, features.describe(), grid[:2], extract.precision, meta["dataset"], meta["category"])
-                ),
-            }
-            write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs)
-    return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
+@app.command()
+def extract(
+    category: str = command.CATEGORY, backbone: str = command.BACKBONE, params_file: Path = command.PARAMS
+) -> None:
+    """Patch features of the train and test images, into features/<dataset>/<category>/<backbone>/."""
+    typer.echo(main(config.load(params_file), category, backbone))
 
 
 def main(params: Params, category: str, backbone: str) -> str:
+    # the library loads when the stage runs: `--help` and the CLI's other commands start at once
+    from patchcore import backbones
+    from patchcore.engines import settings as engines
+    from patchcore.errors import UsageError
+    from patchcore.pipeline import extraction
+    from patchcore.store import paths
+    from patchcore.store.model_folder import ModelFolder
+
     settings = params.backbone(backbone)
     params.category(category)
     root = paths.data_dir(params.run.dataset, category)
     if not root.is_dir():
         raise UsageError(f"data folder {root} not found; run 'patchcore download --category {category}' first")
-    geometry(settings)  # architecture, layer names and input size checked at no cost
-    loaded = bb.build(settings)
+    backbones.geometry(settings)  # architecture, layer names and input size checked at no cost
+    loaded = backbones.build(settings)
     folder = ModelFolder.of(params.run.dataset, category, backbone)
     meta = {"dataset": params.run.dataset, "category": category, "backbone": backbone, "arch": settings.arch}
     engine = engines.from_env()
-    done = run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta, engine)
+    done = extraction.run(root, folder.root, settings, loaded, params.extract, params.aggregation, meta, engine)
     rate = f"{done['images']} images in {done['seconds']:.1f} s, {done['images'] / done['seconds']:.1f} images/s"
     return f"features written: {folder.root} ({rate}, engine {engine.engine})"
+
+
+if __name__ == "__main__":
+    command.run(app)

@@ -19,4 +19,6 @@ def bounded(fn: Callable[..., Any], *args: Any, timeout: float = 60.0, **kwargs:
         try:
             return pending.get(timeout)
         except multiprocessing.TimeoutError:
-            raise AssertionError(f"{getattr(fn, '__name__', fn)} did not return within {timeout:g} s: a loop that never ends?") from None
+            raise AssertionError(
+                f"{getattr(fn, '__name__', fn)} did not return within {timeout:g} s: a loop that never ends?"
+            ) from None

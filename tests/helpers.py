@@ -17,10 +17,18 @@ BUNDLED = REPO / "data" / "bundled" / "hazelnut_toy.tar.gz"
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``timeout``: a call that must be refused at once (a server that must not start) gets a short one, so a bug
     that lets it run fails the test in a minute instead of holding CI."""
-    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "patchcore", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def run_stages(project: Path, *stages: str, category: str = "hazelnut_toy", backbone: str = "efficientnet_lite0", env: dict | None = None) -> None:
+def run_stages(
+    project: Path,
+    *stages: str,
+    category: str = "hazelnut_toy",
+    backbone: str = "efficientnet_lite0",
+    env: dict | None = None,
+) -> None:
     """Run pipeline stages of one category and backbone in ``project``, each of which must succeed."""
     for stage in stages:
         result = run_cli(stage, "-c", category, "-b", backbone, cwd=project, env=env)
@@ -51,7 +59,10 @@ def small_copy(sample_root: Path, dest: Path, train: int = 8, good: int = 3, def
     take("test/good", good)
     for image in take("test/colour", defective):
         (dest / "ground_truth/colour").mkdir(parents=True, exist_ok=True)
-        shutil.copy(sample_root / "ground_truth/colour" / f"{image.stem}.png", dest / "ground_truth/colour" / f"{image.stem}.png")
+        shutil.copy(
+            sample_root / "ground_truth/colour" / f"{image.stem}.png",
+            dest / "ground_truth/colour" / f"{image.stem}.png",
+        )
     return dest
 
 
@@ -72,7 +83,9 @@ def files_under(path: Path) -> list[str]:
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []
 
 
-def lite0_model(sample_root: Path, project: Path, counts: tuple[int, int, int], env: dict | None = None, **changes) -> Path:
+def lite0_model(
+    sample_root: Path, project: Path, counts: tuple[int, int, int], env: dict | None = None, **changes
+) -> Path:
     """A project whose Lite0 model of a reduced sample (train, good, defective images) was made by
     extract, coreset and evaluate, with the given params.yaml changes on top of the committed ones."""
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
@@ -83,19 +96,21 @@ def lite0_model(sample_root: Path, project: Path, counts: tuple[int, int, int], 
     return project
 
 
-# runs the CLI as `python -m stages` does, then writes the loaded module names to a file,
+# runs the CLI as `python -m patchcore` does, then writes the loaded module names to a file,
 # whatever the command's exit (typer ends with SystemExit)
 _RECORDING = """
 import atexit, json, runpy, sys
 out = sys.argv[1]
 atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv = ["patchcore", *sys.argv[2:]]
-runpy.run_module("stages", run_name="__main__")
+runpy.run_module("patchcore", run_name="__main__")
 """
 
 
 def loaded_modules(tmp_path: Path, *args: str, cwd: Path = REPO) -> tuple[subprocess.CompletedProcess, set[str]]:
     """Run the CLI with ``args``; its result and every module it had loaded when it ended."""
     record = tmp_path / "modules.json"
-    result = subprocess.run([sys.executable, "-c", _RECORDING, str(record), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORDING, str(record), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     return result, set(json.loads(record.read_text()))

@@ -1,4 +1,5 @@
-"""The project files a command runs: the import closure of its stage module inside stages/."""
+"""The project files a stage command runs: the import closure of its module stages/<name>.py in the project's
+packages."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE = REPO / "stages"
+PACKAGE = REPO / "patchcore"  # the library
+STAGES = REPO / "stages"  # the stage commands dvc.yaml runs
+PACKAGES = ("patchcore", "stages")
 
 
 def _module_file(dotted: str) -> Path | None:
-    """stages.core.features -> stages/core/features.py (or the package's __init__.py)."""
+    """patchcore.core.features -> patchcore/core/features.py (or the package's __init__.py)."""
     parts = dotted.split(".")
-    if parts[0] != "stages":
+    if parts[0] not in PACKAGES:
         return None
     base = REPO.joinpath(*parts)
     if base.with_suffix(".py").is_file():
@@ -41,7 +44,7 @@ def imported_modules(path: Path, nodes: list[ast.stmt] | None = None) -> set[str
     found: set[str] = set()
     for node in ast.walk(ast.Module(body=nodes if nodes is not None else tree.body, type_ignores=[])):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "stages")
+            found.update(a.name for a in node.names if a.name.split(".")[0] in PACKAGES)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _package_of(path).split(".")
@@ -49,7 +52,7 @@ def imported_modules(path: Path, nodes: list[ast.stmt] | None = None) -> set[str
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            if module.split(".")[0] != "stages":
+            if module.split(".")[0] not in PACKAGES:
                 continue
             found.add(module)
             # "from pkg import sub" imports the submodule when there is one
@@ -75,24 +78,35 @@ def closure(roots: set[str]) -> set[Path]:
     return seen
 
 
-def command_closure(command: str) -> set[str]:
-    """Files run by `patchcore <command>`: cli.py's module-level imports plus that command's own."""
-    cli = PACKAGE / "cli.py"
-    tree = ast.parse(cli.read_text())
-    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    roots = {"stages.cli"} | imported_modules(cli, top)
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and _command_name(node) == command:
-            roots |= imported_modules(cli, node.body)
-            break
-    else:
-        raise KeyError(f"no command '{command}' in stages/cli.py")
-    files = closure(roots - {"stages.cli"}) | {cli} | closure({"stages"})
-    return {f.relative_to(REPO).as_posix() for f in files}
+def command_closure(stage: str) -> set[str]:
+    """Files run by ``python -m stages.<stage>``: its module's imports, direct or not, lazy ones included."""
+    if not (STAGES / f"{stage}.py").is_file():
+        raise KeyError(f"no stage command stages/{stage}.py")
+    return {f.relative_to(REPO).as_posix() for f in closure({f"stages.{stage}"})}
 
 
-def _command_name(node: ast.FunctionDef) -> str | None:
-    for deco in node.decorator_list:
-        if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "command":
-            return deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else node.name
-    return None
+STAGE_COMMANDS = ("download", "extract", "coreset", "evaluate", "export", "summarize")
+
+
+def reach_table() -> str:
+    """Markdown: which stage commands run each library folder (and each core module): the stages a change reruns."""
+    closures = {stage: command_closure(stage) for stage in STAGE_COMMANDS}
+    units: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(REPO).as_posix()
+        parts = rel.split("/")
+        folder = (
+            rel
+            if len(parts) == 2
+            else "/".join(parts[:3] if parts[1] == "apps" and len(parts) > 3 else parts[:2]) + "/"
+        )
+        units.setdefault(folder, []).append(rel)
+        if parts[1] == "core" and parts[-1] != "__init__.py":
+            units.setdefault(rel, []).append(rel)
+    rows = ["| library | stages it reaches |", "|---|---|"]
+    for unit, files in units.items():
+        reached = [s for s in STAGE_COMMANDS if closures[s] & set(files)]
+        rows.append(f"| `{unit.removeprefix('patchcore/')}` | {', '.join(reached) if reached else 'none'} |")
+    return "\n".join(rows)

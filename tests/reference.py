@@ -1,6 +1,6 @@
 """PatchCore's patch features as the paper (section 3.1) and its reference code compute them.
 
-Written out step by step, independently of stages/core/features.py, so the tests can check
+Written out step by step, independently of patchcore/core/features.py, so the tests can check
 that the project's default features are this formulation:
 
 1. patchify: every layer's map is unfolded into zero-padded p x p neighbourhoods
@@ -46,7 +46,12 @@ def to_reference_grid(patches: torch.Tensor, grid: tuple[int, int], ref: tuple[i
 
 
 def reference_features(
-    maps: list[torch.Tensor], pretrain_dim: int, target_dim: int, p: int = 3, border: str = "zeros", layer_weighting: str = "equal"
+    maps: list[torch.Tensor],
+    pretrain_dim: int,
+    target_dim: int,
+    p: int = 3,
+    border: str = "zeros",
+    layer_weighting: str = "equal",
 ) -> torch.Tensor:
     """(B, C_i, H_i, W_i) maps -> (B, H, W, target_dim), as the reference implementation computes them."""
     patched = [patchify(m, p, border) for m in maps]

@@ -10,7 +10,7 @@ PROBE = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "tuned":
-    from stages.backbones.allocator import keep_freed_memory
+    from patchcore.backbones.allocator import keep_freed_memory
     assert keep_freed_memory()
 
 def batch():

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from stages import backbones, config
-from stages.core.features import aggregate
-from stages.errors import UsageError
+from patchcore import backbones, config
+from patchcore.core.features import aggregate
+from patchcore.errors import UsageError
 
 from helpers import (
     REPO,
@@ -104,7 +104,13 @@ def test_explicit_weights_file_is_loaded(name, tmp_path):
 
 
 def offline_env(tmp_path):
-    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"), HOME=str(tmp_path / "home"), PATCHCORE_OFFLINE="1")
+    env = dict(
+        os.environ,
+        TORCH_HOME=str(tmp_path / "torch"),
+        HF_HOME=str(tmp_path / "hf"),
+        HOME=str(tmp_path / "home"),
+        PATCHCORE_OFFLINE="1",
+    )
     env.pop("HF_HUB_CACHE", None)
     return env
 
@@ -148,7 +154,7 @@ def test_whole_pipeline_runs_with_random_weights(name, sample_root, tmp_path):
         stored = f["patches"][: grid * grid]
         first = f["paths"][0].decode()
     # the stored features are exactly the library module's layers, aggregated
-    from stages.datasets.images import image_transform, load_rgb
+    from patchcore.datasets.images import image_transform, load_rgb
 
     loaded = backbones.build(s)
     x = image_transform(s)(load_rgb(project / "data/sample/hazelnut_toy" / first))[None]

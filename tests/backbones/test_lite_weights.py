@@ -5,10 +5,10 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 
-from stages import backbones
-from stages.config import BackboneSettings
-from stages.datasets.images import image_transform
-from stages.errors import UsageError
+from patchcore import backbones
+from patchcore.config import BackboneSettings
+from patchcore.datasets.images import image_transform
+from patchcore.errors import UsageError
 
 SIZES = {0: 224, 1: 240, 2: 260}
 
@@ -65,7 +65,10 @@ def test_layer_tap_matches_full_forward_and_stops_early():
     model = loaded.model
     x = torch.randn(2, 3, 224, 224)
     seen = {}
-    hooks = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, o)) for n in ("blocks.2", "blocks.4")]
+    hooks = [
+        model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, o))
+        for n in ("blocks.2", "blocks.4")
+    ]
     with torch.inference_mode():
         model(x)
     for h in hooks:
@@ -87,7 +90,15 @@ def test_unknown_layer_and_arch_and_weights_file_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="unknown layer 'blocks.99'"):
         backbones.LayerTap(model, ("blocks.99",))
     bad_arch = BackboneSettings(
-        name="x", arch="timm/resnet50", weights="random", layers=("layer2",), resize=224, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3, target_dim=8
+        name="x",
+        arch="timm/resnet50",
+        weights="random",
+        layers=("layer2",),
+        resize=224,
+        crop=224,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        target_dim=8,
     )
     with pytest.raises(UsageError, match="unknown architecture"):
         backbones.build(bad_arch)

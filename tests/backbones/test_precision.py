@@ -2,8 +2,8 @@
 
 import torch
 
-from stages import backbones, config
-from stages.datasets.images import image_transform, load_rgb
+from patchcore import backbones, config
+from patchcore.datasets.images import image_transform, load_rgb
 
 from helpers import REPO
 

@@ -12,16 +12,49 @@ import pytest
 from helpers import REPO
 
 TINY = {
-    "coreset": (["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"], "| random | 2000 x 1536 | 10% |", 2),
-    "evaluate": (["--images", "6", "--bank", "2000", "--dim", "64", "--size", "64"], "| bootstrap, 1000 resamples |", 1),
+    "coreset": (
+        ["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"],
+        "| random | 2000 x 1536 | 10% |",
+        2,
+    ),
+    "evaluate": (
+        ["--images", "6", "--bank", "2000", "--dim", "64", "--size", "64"],
+        "| bootstrap, 1000 resamples |",
+        1,
+    ),
     "search": (["--bank", "2000", "--queries", "500", "--dim", "32", "--rounds", "1"], "| 2000 x 32 | 500 |", 2),
-    "extract": (["--backbone", "efficientnet_lite0", "--repeat", "1", "--rounds", "1"], "| whole stage, num_workers=", 1),
+    "extract": (
+        ["--backbone", "efficientnet_lite0", "--repeat", "1", "--rounds", "1"],
+        "| whole stage, num_workers=",
+        1,
+    ),
     "extract_breakdown": (["--backbone", "efficientnet_lite0", "--rounds", "1"], "| 0 | 135 |", 1),
-    "variants": (["--backbone", "efficientnet_lite0", "--variants", "valid:channels", "--images", "6"], "| valid | channels |", 1),
-    "memory_large_backbone": (["--backbone", "efficientnet_lite0", "--flips", "1", "--weights", "pretrained"], "extract, all images:", 1),
+    "variants": (
+        ["--backbone", "efficientnet_lite0", "--variants", "valid:channels", "--images", "6"],
+        "| valid | channels |",
+        1,
+    ),
+    "memory_large_backbone": (
+        ["--backbone", "efficientnet_lite0", "--flips", "1", "--weights", "pretrained"],
+        "extract, all images:",
+        1,
+    ),
     "peers": (["--train", "6", "--test", "4", "--size", "128", "--rounds", "1"], "| 0 | project |", 1),
     "latency": (
-        ["--backbones", "efficientnet_lite0", "--train", "4", "--size", "128", "--calls", "1", "--rounds", "1", "--batches", "1"],
+        [
+            "--backbones",
+            "efficientnet_lite0",
+            "--train",
+            "4",
+            "--size",
+            "128",
+            "--calls",
+            "1",
+            "--rounds",
+            "1",
+            "--batches",
+            "1",
+        ],
         "| efficientnet_lite0 |",
         6,
     ),
@@ -51,7 +84,13 @@ TINY = {
 
 
 def _run(script: str, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "bench" / f"{script}.py"), *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / f"{script}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.parametrize("script", sorted(TINY))
@@ -67,32 +106,49 @@ def test_make_surface_rebuilds_the_bundled_archive_byte_for_byte(tmp_path):
     out = tmp_path / "surface.tar.gz"
     result = _run("make_surface", ["--out", str(out)])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256((REPO / "data/bundled/hazelnut_surface.tar.gz").read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256(out.read_bytes()).hexdigest()
+        == hashlib.sha256((REPO / "data/bundled/hazelnut_surface.tar.gz").read_bytes()).hexdigest()
+    )
 
 
 SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
 
 
 def test_every_bench_script_is_in_the_tiny_runs():
-    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve", "reference_wrn50"} <= set(TINY), "add the new script to TINY"
+    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve", "reference_wrn50"} <= set(TINY), (
+        "add the new script to TINY"
+    )
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_script_help(script):
     """argparse formats help strings only when asked (a bare '%' in one crashed --help of bench/latency.py)."""
-    result = subprocess.run([sys.executable, str(REPO / "bench" / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / f"{script}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 0 and "usage:" in result.stdout and not result.stderr.strip(), result.stderr[-2000:]
 
 
 INSPECTION_SRC = os.environ.get("PATCHCORE_INSPECTION_SRC")  # a checkout of patchcore-inspection's src/ (not on PyPI)
 
 
-@pytest.mark.skipif(not INSPECTION_SRC, reason="PATCHCORE_INSPECTION_SRC does not name patchcore-inspection's src folder")
+@pytest.mark.skipif(
+    not INSPECTION_SRC, reason="PATCHCORE_INSPECTION_SRC does not name patchcore-inspection's src folder"
+)
 def test_reference_wrn50_agrees_with_the_reference_in_eval_mode():
     """The reference's features in eval mode are the project's to float32 noise: patch scores Spearman 1.0."""
     args = ["--inspection-src", str(INSPECTION_SRC), "--train", "4", "--test", "4", "--size", "128", "--threads", "1"]
     result = _run("reference_wrn50", args)
     assert result.returncode == 0, result.stderr[-2000:]
-    row = next(line for line in result.stdout.splitlines() if line.startswith("| (d) patch scores, full bank | project vs inspection-eval |"))
+    row = next(
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("| (d) patch scores, full bank | project vs inspection-eval |")
+    )
     relative, note = row.split("|")[4], row.split("|")[5]
     assert float(relative) <= 1e-5 and "Spearman 1.0000" in note, row

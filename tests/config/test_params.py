@@ -4,8 +4,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from stages import config
-from stages.errors import UsageError
+from patchcore import config
+from patchcore.errors import UsageError
 
 from helpers import REPO, assert_usage_error, edit_params, files_under, run_cli
 
@@ -47,8 +47,17 @@ def test_the_committed_params_load_and_keep_their_values():
     params = _load()
     assert params.run.dataset == "sample" and params.run.backbones == ("efficientnet_lite2",)
     lite2 = params.backbone("efficientnet_lite2")
-    assert (lite2.name, lite2.crop, lite2.target_dim, lite2.interpolation) == ("efficientnet_lite2", 260, 168, "bilinear")
-    assert params.coreset.holdout_folds == 5 and params.coreset.holdout_fraction == 0.0 and params.evaluate.reweight_neighbours == 9
+    assert (lite2.name, lite2.crop, lite2.target_dim, lite2.interpolation) == (
+        "efficientnet_lite2",
+        260,
+        168,
+        "bilinear",
+    )
+    assert (
+        params.coreset.holdout_folds == 5
+        and params.coreset.holdout_fraction == 0.0
+        and params.evaluate.reweight_neighbours == 9
+    )
     assert params.evaluate.threshold.method == "holdout_quantile" and params.evaluate.threshold.quantile == 0.99
     with pytest.raises(ValidationError, match="frozen"):
         params.coreset.ratio = 0.5  # frozen: settings are passed down, never changed on the way
@@ -116,7 +125,9 @@ def test_names_that_become_paths_must_be_plain(name):
             data[section][key] = value
         with pytest.raises(UsageError, match="not a plain name") as caught:
             config.validate(config.Params, data, "params.yaml")
-        where = {"dataset": ("download", "run.dataset"), "category": ("run.categories",), "backbone": ("backbones",)}[kind]
+        where = {"dataset": ("download", "run.dataset"), "category": ("run.categories",), "backbone": ("backbones",)}[
+            kind
+        ]
         assert any(w in str(caught.value) for w in where), caught.value
 
 
@@ -177,12 +188,18 @@ def test_the_bounds_admit_what_the_method_uses():
 
 def test_a_name_of_the_longest_allowed_length_names_every_file_the_stages_write():
     """A name the settings accept must not fail later at a stage ('<name>.json' and each temporary fit a file name)."""
-    from stages.config.names import MAX_SETTING_NAME
-    from stages.store import paths
+    from patchcore.config.names import MAX_SETTING_NAME
+    from patchcore.store import paths
 
     name = "x" * MAX_SETTING_NAME
     files, folders = paths.evaluate_outputs(name, name, name)
-    written = [*paths.extract_outputs(name, name, name), *files, *folders, paths.overlay_file("roc", name), paths.data_dir(name, name)]
+    written = [
+        *paths.extract_outputs(name, name, name),
+        *files,
+        *folders,
+        paths.overlay_file("roc", name),
+        paths.data_dir(name, name),
+    ]
     for path in written:
         temporary = f".{path.name}.4194304.abcdefgh{path.suffix}.tmp"  # store/atomic.py's pattern, the largest pid
         assert len(temporary.encode()) <= 255 and all(len(part.encode()) <= 255 for part in path.parts), path

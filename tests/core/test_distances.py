@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from stages.core.distances import candidate_distances
+from patchcore.core.distances import candidate_distances
 
 
 def halving_sum(values: list[float]) -> float:

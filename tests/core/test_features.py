@@ -1,9 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from reference import reference_features
 
-from stages.core.features import aggregate
+from patchcore.core.features import aggregate
+
+from reference import reference_features
 
 # the project's formulation before the reference one became the default
 OLD = {"border": "valid", "layer_weighting": "channels"}

@@ -7,11 +7,11 @@ import pytest
 import torch
 from test_sampling import clustered
 
-from stages.core import devices, torch_kcenter
-from stages.core.sampling import greedy_kcenter, greedy_kcenter_plain, project, projection_matrix, start_index
-from stages.core.scoring import NearestBank, score_images
-from stages.core.torch_search import TorchFlat
-from stages.errors import UsageError
+from patchcore.core import devices, torch_kcenter
+from patchcore.core.sampling import greedy_kcenter, greedy_kcenter_plain, project, projection_matrix, start_index
+from patchcore.core.scoring import NearestBank, score_images
+from patchcore.core.torch_search import TorchFlat
+from patchcore.errors import UsageError
 
 CPU = torch.device("cpu")
 # CI has no GPU: the CPU device runs the same torch code; on a GPU machine the tests run there too
@@ -98,7 +98,9 @@ def test_torch_projection_and_selection_pick_what_the_cpu_stage_picks(device):
     # two near-tied picks of this bank swap places, as on the real bank in bench/README.md), so
     # the projection is checked to rounding, the selection exactly on the same points, and the
     # selection from torch's own projection as a set
-    assert np.allclose(projected.cpu().numpy(), project(blocks, matrix), rtol=0, atol=1e-5 * np.abs(project(blocks, matrix)).max())
+    assert np.allclose(
+        projected.cpu().numpy(), project(blocks, matrix), rtol=0, atol=1e-5 * np.abs(project(blocks, matrix)).max()
+    )
     assert np.array_equal(torch_kcenter.greedy_kcenter(project(blocks, matrix), 500, start, device), on_cpu)
     assert set(torch_kcenter.greedy_kcenter(projected, 500, start, device).tolist()) == set(on_cpu.tolist())
 

@@ -5,14 +5,14 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from stages.core.localization import (
+from patchcore.core.localization import (
     aupro,
     auroc_from_counts,
     count_pixels,
     region_shares,
 )
-from stages.core.metrics import bootstrap, stratified_resamples
-from stages.core.scoring import NearestBank, reweighted_image_score
+from patchcore.core.metrics import bootstrap, stratified_resamples
+from patchcore.core.scoring import NearestBank, reweighted_image_score
 
 
 def test_aupro_hand_worked_example():
@@ -45,10 +45,14 @@ def test_binned_pixel_auroc_is_exact_with_few_values_and_close_with_many():
     masks = rng.random((4, 20, 20)) < 0.2
     few = np.round(rng.random((4, 20, 20)) + masks * 0.3, 1).astype(np.float32)
     c = count_pixels(masks, few)
-    assert auroc_from_counts(c.neg.sum(0), c.pos.sum(0)) == pytest.approx(roc_auc_score(masks.ravel(), few.ravel()), abs=1e-12)
+    assert auroc_from_counts(c.neg.sum(0), c.pos.sum(0)) == pytest.approx(
+        roc_auc_score(masks.ravel(), few.ravel()), abs=1e-12
+    )
     many = (rng.random((4, 20, 20)) + masks * 0.3).astype(np.float32)
     c = count_pixels(masks, many, bins=200)
-    assert auroc_from_counts(c.neg.sum(0), c.pos.sum(0)) == pytest.approx(roc_auc_score(masks.ravel(), many.ravel()), abs=5e-3)
+    assert auroc_from_counts(c.neg.sum(0), c.pos.sum(0)) == pytest.approx(
+        roc_auc_score(masks.ravel(), many.ravel()), abs=5e-3
+    )
 
 
 def _toy_test_set(copies: int, seed: int = 0):
@@ -106,7 +110,7 @@ def test_reweighting_matches_equation_7():
 def test_resampled_aurocs_equal_sklearn_per_resample_ties_included():
     from sklearn.metrics import roc_auc_score
 
-    from stages.core.metrics import resampled_image_aurocs
+    from patchcore.core.metrics import resampled_image_aurocs
 
     rng = np.random.default_rng(5)
     labels = np.array([0] * 12 + [1] * 20)

@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
-from stages.core.map_operators import map_operators
-from stages.core.scoring import anomaly_map
+from patchcore.core.map_operators import map_operators
+from patchcore.core.scoring import anomaly_map
 
 
-@pytest.mark.parametrize("grid, size, sigma", [((28, 28), 224, 4.0), ((33, 33), 260, 4.0), ((7, 5), 40, 0.0), ((3, 4), 6, 4.0), ((12, 9), 50, 1.5)])
+@pytest.mark.parametrize(
+    "grid, size, sigma",
+    [((28, 28), 224, 4.0), ((33, 33), 260, 4.0), ((7, 5), 40, 0.0), ((3, 4), 6, 4.0), ((12, 9), 50, 1.5)],
+)
 def test_rows_grid_cols_is_the_anomaly_map(grid, size, sigma):
     g = np.random.default_rng(0).random(grid).astype(np.float32) * 5
     rows, cols = map_operators(grid, size, sigma)

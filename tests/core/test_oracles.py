@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.core.sampling import greedy_kcenter
-from stages.core.scoring import NearestBank, score_images
+from patchcore.core.sampling import greedy_kcenter
+from patchcore.core.scoring import NearestBank, score_images
 
 from bounded import bounded
 
@@ -121,7 +121,7 @@ def kcenter_oracle(points: np.ndarray, n_pick: int, start: int) -> list[int]:
     return picks
 
 
-BLOCK = 256  # picks per compiled call of the lazy selection (stages.core.lazy_kcenter.select)
+BLOCK = 256  # picks per compiled call of the lazy selection (patchcore.core.lazy_kcenter.select)
 COUNTS = [1, 2, BLOCK - 1, BLOCK, BLOCK + 1, BLOCK + 2, 2 * BLOCK - 1, 2 * BLOCK, 2 * BLOCK + 1]
 
 

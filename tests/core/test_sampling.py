@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.core.sampling import (
+from patchcore.core.sampling import (
     coreset_size,
     greedy_kcenter,
     project,
@@ -68,7 +68,7 @@ def test_coreset_size_bounds():
 
 @pytest.mark.parametrize("kind", ["random", "clustered", "duplicates", "far_from_origin"])
 def test_lazy_greedy_equals_plain_greedy(kind):
-    from stages.core.sampling import greedy_kcenter_plain
+    from patchcore.core.sampling import greedy_kcenter_plain
 
     rng = np.random.default_rng(7)
     if kind == "random":
@@ -87,7 +87,7 @@ def test_lazy_greedy_equals_plain_greedy(kind):
 
 
 def test_picking_every_point_orders_them_all():
-    from stages.core.sampling import greedy_kcenter_plain
+    from patchcore.core.sampling import greedy_kcenter_plain
 
     pts = clustered(np.random.default_rng(3), n=400, dim=8, clusters=5).astype(np.float32)
     fast = bounded(greedy_kcenter, pts, 400, 0, progress=False)
@@ -97,12 +97,14 @@ def test_picking_every_point_orders_them_all():
     assert bounded(greedy_kcenter, pts[:1], 1, 0, progress=False).tolist() == [0]  # a single patch
     same = np.repeat(pts[:1], 5, axis=0)  # all equal: every tie goes to the lowest index
     assert (
-        bounded(greedy_kcenter, same, 5, 2, progress=False).tolist() == greedy_kcenter_plain(same, 5, 2, progress=False).tolist() == [2, 0, 1, 3, 4]
+        bounded(greedy_kcenter, same, 5, 2, progress=False).tolist()
+        == greedy_kcenter_plain(same, 5, 2, progress=False).tolist()
+        == [2, 0, 1, 3, 4]
     )
 
 
 def test_low_dimensional_distance_is_a_lower_bound():
-    from stages.core.lazy_kcenter import low_dimensional
+    from patchcore.core.lazy_kcenter import low_dimensional
 
     rng = np.random.default_rng(4)
     pts = clustered(rng, n=3000, dim=128, clusters=30).astype(np.float32)
@@ -127,7 +129,7 @@ def test_the_progress_clock_starts_after_the_setup(monkeypatch):
     large bank) must not be timed as the first pick, which made the first estimate hours."""
     import time
 
-    from stages.core import lazy_kcenter, sampling
+    from patchcore.core import lazy_kcenter, sampling
 
     real = lazy_kcenter.low_dimensional
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from stages.core.metrics import image_auroc, pixel_auroc
-from stages.core.scoring import NearestBank, anomaly_map, image_score
+from patchcore.core.metrics import image_auroc, pixel_auroc
+from patchcore.core.scoring import NearestBank, anomaly_map, image_score
 
 
 def test_faiss_distances_equal_brute_force():
@@ -55,12 +55,14 @@ def test_upsampling_is_torchs_bilinear_in_float64():
     import torch
     import torch.nn.functional as F
 
-    from stages.core.scoring import upsample
+    from patchcore.core.scoring import upsample
 
     rng = np.random.default_rng(0)
     for h, w, size in [(33, 33, 260), (28, 28, 224), (5, 7, 64), (10, 10, 5)]:
         grid = (rng.standard_normal((h, w)) * 10).astype(np.float32)
-        expected = F.interpolate(torch.from_numpy(grid)[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+        expected = F.interpolate(
+            torch.from_numpy(grid)[None, None], size=(size, size), mode="bilinear", align_corners=False
+        )[0, 0].numpy()
         # torch works in float32 (its source coordinates too); the difference is that rounding, no more
         assert np.abs(upsample(grid, size) - expected).max() < 1e-5 * np.abs(grid).max() * max(h, w)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stages.config import load
-from stages.core import thresholds
-from stages.core.regions import find_regions, to_original
-from stages.datasets.images import crop_box
+from patchcore.config import load
+from patchcore.core import thresholds
+from patchcore.runtime.patchcore_onnx import find_regions, normalised, to_original
 
 from helpers import REPO
+from reference_geometry import torchvision_crop_box
 
 
 def test_f1_max_is_the_best_f1_over_every_possible_threshold():
@@ -56,7 +56,12 @@ def test_quantile_interval_says_when_an_end_cannot_be_bounded():
     assert thresholds.quantile_interval(np.arange(367.0), 0.99)[1] is None
     assert thresholds.quantile_interval(np.arange(368.0), 0.99)[1] == 367.0
     lo, hi, note = thresholds.quantile_interval(np.arange(152.0), 0.99)
-    assert hi is None and lo is not None and "152 scores cannot bound the 0.99 quantile from above" in note and "368" in note
+    assert (
+        hi is None
+        and lo is not None
+        and "152 scores cannot bound the 0.99 quantile from above" in note
+        and "368" in note
+    )
 
 
 def test_false_reject_interval_is_clopper_pearson():
@@ -64,15 +69,19 @@ def test_false_reject_interval_is_clopper_pearson():
     assert thresholds.rate_interval(0, 48) == [0.0, pytest.approx(1 - 0.025 ** (1 / 48), abs=1e-6)]
     assert thresholds.rate_interval(10, 10) == [pytest.approx(0.025 ** (1 / 10), abs=1e-6), 1.0]
     out, reasons = thresholds.at_threshold(np.zeros(48, dtype=int), np.r_[np.zeros(47), 5.0], 5.0)
-    assert out["false_reject_rate"] == pytest.approx(1 / 48, abs=1e-6) and out["recall"] is None and "no defective" in reasons["recall"]
+    assert (
+        out["false_reject_rate"] == pytest.approx(1 / 48, abs=1e-6)
+        and out["recall"] is None
+        and "no defective" in reasons["recall"]
+    )
 
 
 def test_normalised_score_is_half_at_the_threshold_clamped_and_monotone():
     held = np.array([1.0, 1.5, 2.0, 3.0])
     t = 2.8
     s = np.linspace(-5, 20, 101)
-    n = thresholds.normalised(s, t, held.min(), held.max())
-    assert thresholds.normalised(np.array([t]), t, 1.0, 3.0)[0] == 0.5
+    n = np.array([normalised(x, t, held.min(), held.max()) for x in s])
+    assert normalised(t, t, 1.0, 3.0) == 0.5
     assert n.min() == 0.0 and n.max() == 1.0 and np.all(np.diff(n) >= 0)
     assert np.all((n > 0.5) == (s > t))
 
@@ -80,9 +89,11 @@ def test_normalised_score_is_half_at_the_threshold_clamped_and_monotone():
 def test_original_map_inverts_the_resize_and_centre_crop():
     """A hot block of the network-input map lands where the transforms took those pixels from."""
     params = load(REPO / "params.yaml")
-    for name, (h, w) in itertools.product(("wide_resnet50", "efficientnet_lite0"), [(200, 300), (411, 257), (1024, 1024)]):
+    for name, (h, w) in itertools.product(
+        ("wide_resnet50", "efficientnet_lite0"), [(200, 300), (411, 257), (1024, 1024)]
+    ):
         bb = params.backbones[name]
-        box = crop_box(bb, (h, w))
+        box = torchvision_crop_box(bb.resize, bb.crop, bb.interpolation, (h, w))
         s = bb.crop
         # independently: the shorter side goes to `resize`, the other by the same factor; the crop is centred
         scale = bb.resize / min(h, w)
@@ -96,8 +107,12 @@ def test_original_map_inverts_the_resize_and_centre_crop():
         ys, xs = np.nonzero(omap >= 0.5)
         # the block's edges in original pixels: (net + offset) / scale, with the resized sides' rounding
         sx, sy = rw / w, rh / h
-        assert xs.min() == pytest.approx((100 + left) / sx, abs=1.5) and xs.max() + 1 == pytest.approx((130 + left) / sx, abs=1.5)
-        assert ys.min() == pytest.approx((40 + top) / sy, abs=1.5) and ys.max() + 1 == pytest.approx((60 + top) / sy, abs=1.5)
+        assert xs.min() == pytest.approx((100 + left) / sx, abs=1.5) and xs.max() + 1 == pytest.approx(
+            (130 + left) / sx, abs=1.5
+        )
+        assert ys.min() == pytest.approx((40 + top) / sy, abs=1.5) and ys.max() + 1 == pytest.approx(
+            (60 + top) / sy, abs=1.5
+        )
         assert scale > 0
         if w > h:  # pixels left and right of the crop were never seen: 0, never flagged
             assert omap[:, : int(left / sx) - 1].max() == 0.0
@@ -135,7 +150,9 @@ def test_the_label_free_thresholds_are_the_configured_quantile_by_the_stated_met
     held = np.random.default_rng(n).gamma(2.0, 1.0, n)
     expected = _type7(held, q)
     # the held-out scores discriminate: another level or another quantile method gives another number
-    others = [_type7(held, 0.9)] + [float(np.quantile(held, q, method=m)) for m in ("higher", "nearest", "hazen", "weibull")]
+    others = [_type7(held, 0.9)] + [
+        float(np.quantile(held, q, method=m)) for m in ("higher", "nearest", "hazen", "weibull")
+    ]
     assert all(abs(o - expected) > 1e-6 for o in others), (expected, others)
     chosen, _ = thresholds.choose("holdout_quantile", q, None, held, "5 folds", np.zeros(0), np.zeros(0))
     assert chosen["threshold"] == round(expected, 6) and chosen["quantile"] == q

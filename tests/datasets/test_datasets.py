@@ -13,17 +13,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.config import DatasetSpec
-from stages.datasets import materialise as download
-from stages.datasets.images import mask_array, to_rgb
-from stages.errors import UsageError
+from patchcore.config import DatasetSpec
+from patchcore.datasets import materialise as download
+from patchcore.datasets.images import mask_array, to_rgb
+from patchcore.errors import UsageError
 
 from helpers import assert_usage_error, edit_params, files_under, run_cli, run_stages, small_copy
 from httpserver import ArchiveServer
 
 
 def use_dataset(project: Path, name: str, entry: dict, category: str = "widget") -> None:
-    edit_params(project, **{f"download.{name}": entry, "run.dataset": name, "run.categories": [category], "run.backbones": ["efficientnet_lite0"]})
+    edit_params(
+        project,
+        **{
+            f"download.{name}": entry,
+            "run.dataset": name,
+            "run.categories": [category],
+            "run.backbones": ["efficientnet_lite0"],
+        },
+    )
 
 
 @pytest.fixture
@@ -47,7 +55,10 @@ def test_user_folder_runs_the_whole_pipeline_and_skips_unmasked_defects(project,
     result = run_cli("download", "-c", "widget", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "6 train_good" in result.stdout and "5 test_defective" in result.stdout and "3 masks" in result.stdout
-    assert not (project / "data/mine/widget/__MACOSX").exists() and not (project / "data/mine/widget/train/good/.DS_Store").exists()
+    assert (
+        not (project / "data/mine/widget/__MACOSX").exists()
+        and not (project / "data/mine/widget/train/good/.DS_Store").exists()
+    )
     run_stages(project, "extract", "coreset", "evaluate", category="widget")
     record = json.loads((project / "metrics/mine/efficientnet_lite0/widget.json").read_text())
     assert record["dataset"] == "mine" and record["test_images"] == 7 and record["defective_images"] == 5
@@ -139,8 +150,14 @@ def test_url_source_downloads_verifies_and_unpacks(project, user_folder, tmp_pat
 
     body = _tar(user_folder, tmp_path / "widget.tar.gz").read_bytes()
     with ArchiveServer({"widget.tar.gz": body}, cut_first=True) as server:
-        use_dataset(project, "remote", {"source": "url", "url": server.url("widget.tar.gz"), "sha256": hashlib.sha256(body).hexdigest()})
-        result = run_cli("download", "-c", "widget", cwd=project, env=dict(os.environ, PATCHCORE_CACHE=str(tmp_path / "cache")))
+        use_dataset(
+            project,
+            "remote",
+            {"source": "url", "url": server.url("widget.tar.gz"), "sha256": hashlib.sha256(body).hexdigest()},
+        )
+        result = run_cli(
+            "download", "-c", "widget", cwd=project, env=dict(os.environ, PATCHCORE_CACHE=str(tmp_path / "cache"))
+        )
     assert result.returncode == 0, result.stderr
     assert len(list((project / "data/remote/widget/train/good").iterdir())) == 6
     assert (tmp_path / "cache/remote/widget.tar.gz").is_file()  # kept for the next run
@@ -148,14 +165,19 @@ def test_url_source_downloads_verifies_and_unpacks(project, user_folder, tmp_pat
 
 def test_incomplete_mvtec_copy_is_caught_by_its_file_counts(project, user_folder):
     shutil.copytree(user_folder, user_folder.parent / "bottle")
-    edit_params(project, **{"download.mvtec.path": str(user_folder.parent), "run.dataset": "mvtec", "run.categories": ["bottle"]})
+    edit_params(
+        project,
+        **{"download.mvtec.path": str(user_folder.parent), "run.dataset": "mvtec", "run.categories": ["bottle"]},
+    )
     assert_usage_error(run_cli("download", "-c", "bottle", cwd=project), "MVTec AD bottle", "209")
     assert files_under(project / "data" / "mvtec") == []
 
 
 def test_mvtec_without_network_says_how_to_use_a_local_copy(project, tmp_path):
     edit_params(project, **{"run.dataset": "mvtec", "run.categories": ["toothbrush"]})
-    result = run_cli("download", "-c", "toothbrush", cwd=project, env=dict(os.environ, PATCHCORE_CACHE=str(tmp_path / "cache")))
+    result = run_cli(
+        "download", "-c", "toothbrush", cwd=project, env=dict(os.environ, PATCHCORE_CACHE=str(tmp_path / "cache"))
+    )
     assert_usage_error(result, "offline", "path")
     assert files_under(project / "data" / "mvtec") == []
 

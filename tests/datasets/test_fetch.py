@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from stages.datasets.fetch import fetch
-from stages.errors import UsageError
+from patchcore.datasets.fetch import fetch
+from patchcore.errors import UsageError
 
 from httpserver import ArchiveServer
 
@@ -64,11 +64,15 @@ def test_http_error_names_the_status(tmp_path):
 
 def test_a_redirect_to_plain_http_elsewhere_is_not_followed(tmp_path):
     # https only: a server (here the loopback one tests may use) cannot hand the download to plain http
-    with ArchiveServer({"x.tar.gz": b"data"}, redirects={"moved": "http://example.com/x.tar.gz", "here": "/x.tar.gz"}) as server:
+    with ArchiveServer(
+        {"x.tar.gz": b"data"}, redirects={"moved": "http://example.com/x.tar.gz", "here": "/x.tar.gz"}
+    ) as server:
         with pytest.raises(UsageError, match="http://example.com/x.tar.gz: only https"):
             fetch(server.url("moved"), tmp_path / "x.tar.gz")
         assert not (tmp_path / "x.tar.gz").exists() and not (tmp_path / "x.tar.gz.part").exists()
-        assert fetch(server.url("here"), tmp_path / "x.tar.gz").read_bytes() == b"data"  # a redirect it allows is followed
+        assert (
+            fetch(server.url("here"), tmp_path / "x.tar.gz").read_bytes() == b"data"
+        )  # a redirect it allows is followed
 
 
 MALFORMED = [
@@ -82,8 +86,9 @@ MALFORMED = [
 
 @pytest.mark.parametrize("url", MALFORMED)
 def test_a_malformed_url_is_refused_before_any_request(url, tmp_path, monkeypatch):
-    """urllib finds these only when it connects (http.client.InvalidURL), which the retry loop took for a network fault."""
-    import stages.datasets.fetch as fetching
+    """urllib finds these only when it connects (http.client.InvalidURL), which the retry loop took for a network
+    fault."""
+    import patchcore.datasets.fetch as fetching
 
     requests: list[str] = []
     monkeypatch.setattr(fetching, "_transfer", lambda u, *a: requests.append(u))

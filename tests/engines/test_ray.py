@@ -14,16 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from stages.engines.settings import from_env
-from stages.errors import UsageError
+from patchcore.engines.settings import from_env
+from patchcore.errors import UsageError
 
 from helpers import assert_usage_error, lite0_model, run_cli, run_stages
 
 pytest.importorskip("ray")
 
 MODEL = "features/sample/hazelnut_toy/efficientnet_lite0"
-OUTPUTS = [f"{MODEL}/train.h5", f"{MODEL}/test.h5", f"{MODEL}/bank.h5", f"{MODEL}/model.json", "metrics/sample/efficientnet_lite0/hazelnut_toy.json"]
-RAY = {"PATCHCORE_ENGINE": "ray", "PATCHCORE_RAY_WORKERS": "2", "PATCHCORE_RAY_SHARD_BATCHES": "1", "PATCHCORE_RAY_OBJECT_STORE_MB": "256"}
+OUTPUTS = [
+    f"{MODEL}/train.h5",
+    f"{MODEL}/test.h5",
+    f"{MODEL}/bank.h5",
+    f"{MODEL}/model.json",
+    "metrics/sample/efficientnet_lite0/hazelnut_toy.json",
+]
+RAY = {
+    "PATCHCORE_ENGINE": "ray",
+    "PATCHCORE_RAY_WORKERS": "2",
+    "PATCHCORE_RAY_SHARD_BATCHES": "1",
+    "PATCHCORE_RAY_OBJECT_STORE_MB": "256",
+}
 
 
 def _env(**extra):
@@ -62,7 +73,9 @@ def test_ray_writes_the_bytes_the_local_engine_writes(local, tmp_path):
     assert (project / "out/predictions.jsonl").read_bytes() == (local / "out/predictions.jsonl").read_bytes()
     heatmaps = sorted(p.name for p in (local / "out/heatmaps").iterdir())
     assert heatmaps and heatmaps == sorted(p.name for p in (project / "out/heatmaps").iterdir())
-    assert all((project / "out/heatmaps" / h).read_bytes() == (local / "out/heatmaps" / h).read_bytes() for h in heatmaps)
+    assert all(
+        (project / "out/heatmaps" / h).read_bytes() == (local / "out/heatmaps" / h).read_bytes() for h in heatmaps
+    )
 
 
 def _worker_pids(title: str) -> list[int]:
@@ -79,8 +92,10 @@ def _worker_pids(title: str) -> list[int]:
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_bytes_stay_the_same(local, tmp_path):
     project = _fresh(local, tmp_path / "p")
-    command = [sys.executable, "-m", "stages", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"]
-    process = subprocess.Popen(command, cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "patchcore", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"]
+    process = subprocess.Popen(
+        command, cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and process.poll() is None and time.monotonic() < deadline:
@@ -98,23 +113,33 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_bytes_stay_the_same(local, 
 
 def test_an_unreachable_cluster_is_one_line_naming_ray_address(local, tmp_path):
     project = _fresh(local, tmp_path / "p")
-    result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=_env(RAY_ADDRESS="127.0.0.1:9"))
+    result = run_cli(
+        "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=_env(RAY_ADDRESS="127.0.0.1:9")
+    )
     assert_usage_error(result, "RAY_ADDRESS=127.0.0.1:9: no Ray cluster answers at 127.0.0.1:9", "unset RAY_ADDRESS")
     assert not (project / "features").exists() or not any((project / "features").rglob("*.h5"))
 
 
 def test_workers_wider_than_the_cluster_are_refused_instead_of_waiting_forever(local, tmp_path):
     project = _fresh(local, tmp_path / "p")
-    result = run_cli("extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=_env(PATCHCORE_RAY_CPUS="4096"))
+    result = run_cli(
+        "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project, env=_env(PATCHCORE_RAY_CPUS="4096")
+    )
     assert_usage_error(result, "PATCHCORE_RAY_CPUS=4096", "CPU slots", "wait forever")
     assert not (project / "features").exists()
 
 
 @pytest.mark.parametrize(
     ("environ", "needle"),
-    [({"PATCHCORE_ENGINE": "spark"}, "PATCHCORE_ENGINE='spark'"), ({"PATCHCORE_RAY_WORKERS": "0"}, "PATCHCORE_RAY_WORKERS='0'")],
+    [
+        ({"PATCHCORE_ENGINE": "spark"}, "PATCHCORE_ENGINE='spark'"),
+        ({"PATCHCORE_RAY_WORKERS": "0"}, "PATCHCORE_RAY_WORKERS='0'"),
+    ],
 )
 def test_engine_variables_are_checked(environ, needle):
-    assert from_env({}).engine == "local" and from_env({"PATCHCORE_ENGINE": "ray", "PATCHCORE_RAY_WORKERS": "3"}).workers == 3
+    assert (
+        from_env({}).engine == "local"
+        and from_env({"PATCHCORE_ENGINE": "ray", "PATCHCORE_RAY_WORKERS": "3"}).workers == 3
+    )
     with pytest.raises(UsageError, match=needle):
         from_env(environ)

@@ -12,7 +12,11 @@ def test_every_exported_model_of_the_default_run_is_an_artifact():
     with Repo(str(REPO)) as repo:
         found = repo.artifacts.read()["dvc.yaml"]
         export_outs = {o.def_path for s in repo.index.stages if s.name.startswith("export@") for o in s.outs}
-    expected = {f"{c}-{b}".replace("_", "-"): f"models/{run['dataset']}/{c}/{b}/model.onnx" for c in run["categories"] for b in run["backbones"]}
+    expected = {
+        f"{c}-{b}".replace("_", "-"): f"models/{run['dataset']}/{c}/{b}/model.onnx"
+        for c in run["categories"]
+        for b in run["backbones"]
+    }
     assert {name: a.path for name, a in found.items()} == expected
     for artifact in found.values():
         assert artifact.type == "model" and artifact.desc and "onnx" in artifact.labels

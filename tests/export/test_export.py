@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.datasets.images import image_transform, load_rgb
-from stages.engines.feature_workers import PredictWorker
-from stages.runtime.patchcore_onnx import Inspector
-from stages.store.model_folder import load_model
+from patchcore.datasets.images import image_transform, load_rgb
+from patchcore.engines.predict_worker import PredictWorker
+from patchcore.runtime.patchcore_onnx import Inspector
+from patchcore.store.model_folder import load_model
 
 from helpers import assert_usage_error, files_under, lite0_model, run_cli
 
@@ -36,7 +36,19 @@ def exported(sample_root, tmp_path_factory):
         (10, 3, 5),
         **{"coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
     )
-    result = run_cli("export", MODEL, "--out", "models/lite0", "--format", "openvino", "--check", SCORES, "--record", "export.json", cwd=project)
+    result = run_cli(
+        "export",
+        MODEL,
+        "--out",
+        "models/lite0",
+        "--format",
+        "openvino",
+        "--check",
+        SCORES,
+        "--record",
+        "export.json",
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
     (project / "export.out").write_text(result.stdout)
     return project
@@ -44,7 +56,10 @@ def exported(sample_root, tmp_path_factory):
 
 def largest_errors(stdout: str) -> dict[str, float]:
     """Each runtime's largest relative score error as the export prints it (the record holds only pass/fail)."""
-    return {name: float(value) for name, value in re.findall(r"([A-Za-z]+ \(CPU\)): largest relative error ([0-9.e+-]+)", stdout)}
+    return {
+        name: float(value)
+        for name, value in re.findall(r"([A-Za-z]+ \(CPU\)): largest relative error ([0-9.e+-]+)", stdout)
+    }
 
 
 def _test_images(project):
@@ -58,8 +73,16 @@ def test_the_file_gives_evaluates_scores_in_onnxruntime_and_openvino(exported):
     card = json.loads((exported / MODEL / "model.json").read_text())
     assert record["parity"]["images"] == 8 and record["weights"] == card["weights"] and record["dataset"] == "sample"
     errors = largest_errors((exported / "export.out").read_text())
-    assert errors["onnxruntime (CPU)"] <= 1e-4 and runtimes["onnxruntime (CPU)"]["passed"] and not runtimes["onnxruntime (CPU)"]["verdicts_differ"]
-    assert errors["OpenVINO (CPU)"] <= 1e-3 and runtimes["OpenVINO (CPU)"]["passed"] and not runtimes["OpenVINO (CPU)"]["verdicts_differ"]
+    assert (
+        errors["onnxruntime (CPU)"] <= 1e-4
+        and runtimes["onnxruntime (CPU)"]["passed"]
+        and not runtimes["onnxruntime (CPU)"]["verdicts_differ"]
+    )
+    assert (
+        errors["OpenVINO (CPU)"] <= 1e-3
+        and runtimes["OpenVINO (CPU)"]["passed"]
+        and not runtimes["OpenVINO (CPU)"]["verdicts_differ"]
+    )
     assert all("max_relative_score_error" not in r for r in runtimes.values())  # the CPU's last digits stay out of git
     assert files_under(exported / "models/lite0") == ["model.bin", "model.onnx", "model.xml"]
 
@@ -78,7 +101,11 @@ def test_the_file_carries_its_thresholds_fingerprint_and_provenance(exported):
     )
     (image,) = model.graph.input
     shape = [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim]
-    assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8 and shape[1:] == [224, 224, 3] and isinstance(shape[0], str)
+    assert (
+        image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        and shape[1:] == [224, 224, 3]
+        and isinstance(shape[0], str)
+    )
     assert [o.name for o in model.graph.output] == ["score", "anomaly_map"]
 
 
@@ -87,10 +114,20 @@ def test_maps_are_predicts_maps(exported):
     card, bank = load_model(exported / MODEL)
     images = _test_images(exported)[:4]
     worker = PredictWorker(
-        card.backbone, card.aggregation, "float32", card.channels_last, bank, card.approximate_above, "cpu", torch.get_num_threads()
+        card.backbone,
+        card.aggregation,
+        "float32",
+        card.channels_last,
+        bank,
+        card.approximate_above,
+        "cpu",
+        torch.get_num_threads(),
     )
     scores, maps = worker.predict(
-        torch.stack([image_transform(card.backbone)(load_rgb(p)) for p in images]), card.reweight_neighbours, 224, card.blur_sigma
+        torch.stack([image_transform(card.backbone)(load_rgb(p)) for p in images]),
+        card.reweight_neighbours,
+        224,
+        card.blur_sigma,
     )
     inspector = Inspector(exported / "models/lite0/model.onnx")
     got_scores, got_maps = inspector.run(np.stack([inspector.prepare(Image.open(p)) for p in images]))
@@ -102,23 +139,44 @@ def test_predict_runtime_onnx_writes_predicts_records(exported, tmp_path):
     folder = exported / "data/sample/hazelnut_toy/test"
     runs = {}
     for runtime, model in (("torch", MODEL), ("onnx", "models/lite0/model.onnx")):
-        result = run_cli("predict", model, str(folder), "--runtime", runtime, "--out", str(tmp_path / runtime), cwd=exported)
+        result = run_cli(
+            "predict", model, str(folder), "--runtime", runtime, "--out", str(tmp_path / runtime), cwd=exported
+        )
         assert result.returncode == 0, result.stderr
         runs[runtime] = [json.loads(x) for x in (tmp_path / runtime / "predictions.jsonl").read_text().splitlines()]
     assert len(runs["torch"]) == len(runs["onnx"]) == 8
     for a, b in zip(runs["torch"], runs["onnx"]):
         assert a["image"] == b["image"] and a["verdict"] == b["verdict"] and a["size"] == b["size"]
-        assert b["score"] == pytest.approx(a["score"], rel=1e-4) and b["normalised_score"] == pytest.approx(a["normalised_score"], abs=1e-4)
+        assert b["score"] == pytest.approx(a["score"], rel=1e-4) and b["normalised_score"] == pytest.approx(
+            a["normalised_score"], abs=1e-4
+        )
         assert len(b["regions"]) == len(a["regions"]) and [r["area"] for r in b["regions"]] == pytest.approx(
             [r["area"] for r in a["regions"]], rel=0.02
         )
-        assert (tmp_path / "onnx/heatmaps" / b["heatmap"].split("/")[-1]).is_file() and (tmp_path / "onnx/masks" / b["mask"].split("/")[-1]).is_file()
+        assert (tmp_path / "onnx/heatmaps" / b["heatmap"].split("/")[-1]).is_file() and (
+            tmp_path / "onnx/masks" / b["mask"].split("/")[-1]
+        ).is_file()
 
 
 def test_a_float16_bank_is_smaller_and_close(exported):
-    result = run_cli("export", MODEL, "--out", "models/half", "--bank-precision", "float16", "--check", SCORES, "--record", "half.json", cwd=exported)
+    result = run_cli(
+        "export",
+        MODEL,
+        "--out",
+        "models/half",
+        "--bank-precision",
+        "float16",
+        "--check",
+        SCORES,
+        "--record",
+        "half.json",
+        cwd=exported,
+    )
     assert result.returncode == 0, result.stderr
-    half, full = (exported / "models/half/model.onnx").stat().st_size, (exported / "models/lite0/model.onnx").stat().st_size
+    half, full = (
+        (exported / "models/half/model.onnx").stat().st_size,
+        (exported / "models/lite0/model.onnx").stat().st_size,
+    )
     bank_bytes = load_model(exported / MODEL)[1].nbytes
     assert full - half == pytest.approx(bank_bytes / 2, rel=0.05)
     (r,) = json.loads((exported / "half.json").read_text())["parity"]["runtimes"]
@@ -127,19 +185,29 @@ def test_a_float16_bank_is_smaller_and_close(exported):
 
 def test_bad_requests_get_one_line_and_leave_nothing(exported, tmp_path):
     out = tmp_path / "out"
-    assert_usage_error(run_cli("export", MODEL, "--out", str(out), "--format", "tflite", cwd=exported), "--format", "onnx, openvino")
-    assert_usage_error(run_cli("export", MODEL, "--out", str(out), "--bank-precision", "int8", cwd=exported), "--bank-precision")
+    assert_usage_error(
+        run_cli("export", MODEL, "--out", str(out), "--format", "tflite", cwd=exported), "--format", "onnx, openvino"
+    )
+    assert_usage_error(
+        run_cli("export", MODEL, "--out", str(out), "--bank-precision", "int8", cwd=exported), "--bank-precision"
+    )
     (tmp_path / "a_file").write_text("x")
-    assert_usage_error(run_cli("export", MODEL, "--out", str(tmp_path / "a_file"), cwd=exported), "a_file", "not a folder")
+    assert_usage_error(
+        run_cli("export", MODEL, "--out", str(tmp_path / "a_file"), cwd=exported), "a_file", "not a folder"
+    )
     assert_usage_error(run_cli("export", MODEL, "--out", str(tmp_path / "a_file/sub"), cwd=exported), "a_file")
     assert_usage_error(run_cli("export", "features/nowhere", "--out", str(out), cwd=exported), "model.json")
     assert not out.exists()
     image = str(exported / "data/sample/hazelnut_toy/test/good/04.jpg")
     (tmp_path / "fake.onnx").write_bytes(b"not a model")
     assert_usage_error(
-        run_cli("predict", str(tmp_path / "fake.onnx"), image, "--runtime", "onnx", "--out", str(out), cwd=exported), "fake.onnx", "patchcore export"
+        run_cli("predict", str(tmp_path / "fake.onnx"), image, "--runtime", "onnx", "--out", str(out), cwd=exported),
+        "fake.onnx",
+        "patchcore export",
     )
-    assert_usage_error(run_cli("predict", MODEL, image, "--runtime", "tensorrt", "--out", str(out), cwd=exported), "--runtime")
+    assert_usage_error(
+        run_cli("predict", MODEL, image, "--runtime", "tensorrt", "--out", str(out), cwd=exported), "--runtime"
+    )
     assert not (out / "predictions.jsonl").exists()
 
 
@@ -149,7 +217,9 @@ def test_a_bank_of_another_fingerprint_cannot_be_exported(exported, tmp_path):
     with h5py.File(model / "bank.h5", "r+") as f:
         fp = json.loads(str(f.attrs["fingerprint"]))
         f.attrs["fingerprint"] = json.dumps({**fp, "category": "screw"}, sort_keys=True)
-    assert_usage_error(run_cli("export", str(model), "--out", str(tmp_path / "out"), cwd=exported), "bank.h5", "'screw'")
+    assert_usage_error(
+        run_cli("export", str(model), "--out", str(tmp_path / "out"), cwd=exported), "bank.h5", "'screw'"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -163,7 +233,17 @@ def test_a_file_that_does_not_give_evaluates_scores_is_not_written(exported, tmp
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = run_cli("export", MODEL, "--out", str(tmp_path / "out"), "--check", str(tampered), "--record", str(tmp_path / "r.json"), cwd=exported)
+    result = run_cli(
+        "export",
+        MODEL,
+        "--out",
+        str(tmp_path / "out"),
+        "--check",
+        str(tampered),
+        "--record",
+        str(tmp_path / "r.json"),
+        cwd=exported,
+    )
     assert_usage_error(result, "does not give evaluate's scores", "nothing was written")
     assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists()
 
@@ -183,7 +263,7 @@ def test_the_parity_record_is_the_same_bytes_whatever_changes_the_last_digits(ex
     differ in their last digits (as they do between two x86 CPUs); the record git keeps must not."""
     import onnxruntime
 
-    from stages.export import parity
+    from patchcore.export import parity
 
     onnx_path = exported / "models/lite0/model.onnx"
     level = onnxruntime.GraphOptimizationLevel
@@ -206,10 +286,16 @@ def test_the_parity_record_is_the_same_bytes_whatever_changes_the_last_digits(ex
 
         monkeypatch.setattr(parity, "Inspector", Configured)
         monkeypatch.setattr(parity, "BATCH", batch)
-        checks.append(parity.check(onnx_path, None, exported / "data/sample/hazelnut_toy", exported / SCORES, "float32", onnx_path))
+        checks.append(
+            parity.check(
+                onnx_path, None, exported / "data/sample/hazelnut_toy", exported / SCORES, "float32", onnx_path
+            )
+        )
     # another CPU's last digits, for certain: the same check with its error moved within the tolerance
     moved = json.loads(json.dumps(checks[0]))
-    moved["runtimes"][0]["max_relative_score_error"] = checks[0]["runtimes"][0]["max_relative_score_error"] * 1.37 + 1e-7
+    moved["runtimes"][0]["max_relative_score_error"] = (
+        checks[0]["runtimes"][0]["max_relative_score_error"] * 1.37 + 1e-7
+    )
     checks.append(moved)
     assert len({c["runtimes"][0]["max_relative_score_error"] for c in checks}) >= 2
     assert len({json.dumps(parity.stable(c), sort_keys=True) for c in checks}) == 1
@@ -217,7 +303,7 @@ def test_the_parity_record_is_the_same_bytes_whatever_changes_the_last_digits(ex
 
 def test_openvino_is_loaded_with_its_telemetry_off(tmp_path):
     """Offline line PCs: nothing may wait on a network or write into the user's home (~/intel) when OpenVINO loads."""
-    code = "from stages.export.onnx_file import openvino; openvino('x'); import openvino_telemetry as t; print(t.Telemetry().consent)"
+    code = "from patchcore.export.onnx_file import openvino; openvino('x'); import openvino_telemetry as t; print(t.Telemetry().consent)"
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"HOME": str(tmp_path)}  # CI=true would hide it
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split() == ["False"], done.stderr[-2000:]
@@ -255,23 +341,38 @@ _DROP = object()
     ],
 )
 def test_exported_metadata_is_checked_against_the_graph_before_scoring(exported, tmp_path, key, value, needle):
-    """An exported file travels: a missing threshold was a KeyError traceback, a wrong input size onnxruntime's words."""
+    """An exported file travels: a missing threshold was a KeyError traceback, a wrong input size onnxruntime's
+    words."""
     path = _tampered(exported, tmp_path, lambda m: _set_meta(m, key, value))
     images = exported / "data/sample/hazelnut_toy/test/good"
-    result = run_cli("predict", str(path), str(images), "--runtime", "onnx", "--out", str(tmp_path / "out"), cwd=exported)
+    result = run_cli(
+        "predict", str(path), str(images), "--runtime", "onnx", "--out", str(tmp_path / "out"), cwd=exported
+    )
     assert_usage_error(result, str(path), needle)
     assert not (tmp_path / "out").exists()
 
 
 def test_external_data_is_refused_by_the_runtime_itself(exported, tmp_path):
-    """Tensors 'stored beside' the model could name any file: the runtime loads from bytes and says so in its own words."""
+    """Tensors 'stored beside' the model could name any file: the runtime loads from bytes and says so in its own
+    words."""
     model = onnx.load(str(exported / "models/lite0/model.onnx"))
     folder = tmp_path / "external"
     folder.mkdir()
-    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=1024)
+    onnx.save_model(
+        model, str(folder / "model.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=1024
+    )
     assert (folder / "weights.bin").is_file()
     images = exported / "data/sample/hazelnut_toy/test/good"
-    result = run_cli("predict", str(folder / "model.onnx"), str(images), "--runtime", "onnx", "--out", str(tmp_path / "out"), cwd=exported)
+    result = run_cli(
+        "predict",
+        str(folder / "model.onnx"),
+        str(images),
+        "--runtime",
+        "onnx",
+        "--out",
+        str(tmp_path / "out"),
+        cwd=exported,
+    )
     assert_usage_error(result, "external data files, which this runtime does not read")
 
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.config import BackboneSettings
-from stages.export.graph import InspectionGraph
+from patchcore.config import BackboneSettings
+from patchcore.export.graph import InspectionGraph
 
 GRID, CROP, DIM, B = 4, 32, 6, 5
 
@@ -72,5 +72,11 @@ def test_the_graphs_eq7_is_the_papers_where_it_is_active():
         expected = eq7(patches[i], bank.astype(np.float64), B)
         s_star = float(np.sqrt(((patches[i][:, None] - bank[None].astype(np.float64)) ** 2).sum(-1)).min(1).max())
         assert expected < 0.95 * s_star  # the reweighting is active on this bank
-        assert abs(eq7(patches[i], bank.astype(np.float64), B, around="m_test") - expected) > 1e-3 * expected  # and the neighbourhood matters
-        assert float(scores[i]) == np.float32(expected) or abs(float(scores[i]) - expected) <= 1e-5 * expected, (i, float(scores[i]), expected)
+        assert (
+            abs(eq7(patches[i], bank.astype(np.float64), B, around="m_test") - expected) > 1e-3 * expected
+        )  # and the neighbourhood matters
+        assert float(scores[i]) == np.float32(expected) or abs(float(scores[i]) - expected) <= 1e-5 * expected, (
+            i,
+            float(scores[i]),
+            expected,
+        )

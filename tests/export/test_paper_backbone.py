@@ -39,4 +39,7 @@ def test_a_wide_resnet50_model_exports_with_evaluates_scores(sample_root, tmp_pa
     assert record["weights"].startswith("RANDOM") and record["parity"]["images"] == 3
     ort, ov = record["parity"]["runtimes"]
     assert ort["passed"] and ort["tolerance"] == 1e-4 and ov["passed"] and ov["tolerance"] == 1e-3, record
-    assert "onnxruntime (CPU): largest relative error" in result.stdout and "OpenVINO (CPU): largest relative error" in result.stdout
+    assert (
+        "onnxruntime (CPU): largest relative error" in result.stdout
+        and "OpenVINO (CPU): largest relative error" in result.stdout
+    )

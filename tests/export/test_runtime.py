@@ -1,4 +1,5 @@
-"""The copyable runtime: its imports, its image preparation and its regions against the pipeline's."""
+"""The copyable runtime: its imports, its image preparation, and its decision geometry (which the pipeline imports)
+against references stated independently (tests/reference_geometry.py)."""
 
 import ast
 import subprocess
@@ -10,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from stages.config import BackboneSettings
-from stages.core import regions
-from stages.datasets.images import crop_box, image_transform, network_view
-from stages.runtime import patchcore_onnx as runtime
+from patchcore.config import BackboneSettings
+from patchcore.datasets.images import image_transform, network_view
+from patchcore.runtime import patchcore_onnx as runtime
 
 from helpers import REPO
+from reference_geometry import map_back, scipy_regions, torchvision_crop_box
 
-RUNTIME = REPO / "stages/runtime/patchcore_onnx.py"
+RUNTIME = REPO / "patchcore/runtime/patchcore_onnx.py"
 
 
 def test_runtime_imports_only_numpy_pillow_onnxruntime_and_the_standard_library():
@@ -34,7 +35,7 @@ def test_runtime_imports_only_numpy_pillow_onnxruntime_and_the_standard_library(
 
 def test_a_copy_of_the_runtime_runs_without_torch_or_this_package(tmp_path):
     (tmp_path / "patchcore_onnx.py").write_text(RUNTIME.read_text())
-    probe = "import sys, patchcore_onnx; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'stages', 'scipy', 'torchvision')))"
+    probe = "import sys, patchcore_onnx; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'patchcore', 'stages', 'scipy', 'torchvision')))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -74,7 +75,7 @@ def test_prepare_gives_the_pixels_extract_sees(width, height, resize, shrink, in
         image = image.convert(mode)
     crop = max(32, resize - shrink)
     s = _settings(resize, crop, interpolation)
-    from stages.datasets.images import to_rgb
+    from patchcore.datasets.images import to_rgb
 
     expected = np.asarray(network_view(s)(to_rgb(image)))
     got = runtime.prepare(image, resize, crop, interpolation)
@@ -82,15 +83,17 @@ def test_prepare_gives_the_pixels_extract_sees(width, height, resize, shrink, in
     # the normalised tensor extract feeds the network is these very pixels
     tensor = image_transform(s)(to_rgb(image))
     assert np.allclose(tensor.permute(1, 2, 0).numpy() * np.array(s.std) + np.array(s.mean), got / 255.0, atol=1e-6)
-    assert runtime.crop_box(width, height, resize, crop) == crop_box(s, (height, width))
+    assert runtime.crop_box(width, height, resize, crop) == torchvision_crop_box(
+        resize, crop, interpolation, (height, width)
+    )
 
 
 @settings(max_examples=60, deadline=None)
 @given(h=st.integers(1, 40), w=st.integers(1, 40), density=st.floats(0.05, 0.7), seed=st.integers(0, 2**16))
-def test_regions_are_the_pipelines(h, w, density, seed):
+def test_regions_are_scipys_8_connected_labels(h, w, density, seed):
     omap = np.random.default_rng(seed).random((h, w)).astype(np.float32)
     threshold = float(1.0 - density)
-    mask_a, found_a = regions.find_regions(omap, threshold)
+    mask_a, found_a = scipy_regions(omap, threshold)
     mask_b, found_b = runtime.find_regions(omap, threshold)
     assert np.array_equal(mask_a, mask_b) and found_a == found_b
 
@@ -131,13 +134,19 @@ def test_metadata_a_runtime_cannot_act_on_is_refused(meta, key):
 
 
 @settings(max_examples=40, deadline=None)
-@given(width=st.integers(20, 200), height=st.integers(20, 200), resize=st.integers(32, 64), shrink=st.integers(0, 10), seed=st.integers(0, 2**16))
-def test_maps_go_back_to_the_original_as_the_pipeline_takes_them(width, height, resize, shrink, seed):
+@given(
+    width=st.integers(20, 200),
+    height=st.integers(20, 200),
+    resize=st.integers(32, 64),
+    shrink=st.integers(0, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_maps_go_back_to_the_original_bilinearly_at_pixel_centres(width, height, resize, shrink, seed):
     crop = max(32, resize - shrink)
-    s = _settings(resize, crop, "bilinear")
     amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32)
-    box = crop_box(s, (height, width))
-    assert np.array_equal(runtime.to_original(amap, box, (height, width)), regions.to_original(amap, box, (height, width)))
+    box = torchvision_crop_box(resize, crop, "bilinear", (height, width))
+    got = runtime.to_original(amap, box, (height, width))
+    assert got.dtype == np.float32 and np.allclose(got, map_back(amap, box, (height, width)), atol=1e-6)
 
 
 @pytest.mark.parametrize("key", ["threshold", "pixel_threshold", "score_range", "heat_scale"])
@@ -159,7 +168,9 @@ def test_metadata_without_a_key_the_runtime_reads_is_refused(key):
         runtime.checked_metadata({k: v for k, v in good.items() if k != key})
 
 
-def _bare_inspector(resize: int, crop: int, threshold: float, pixel: float, low: float, high: float) -> runtime.Inspector:
+def _bare_inspector(
+    resize: int, crop: int, threshold: float, pixel: float, low: float, high: float
+) -> runtime.Inspector:
     """decide() without a session: what it makes of a map depends on the metadata alone."""
     inspector = object.__new__(runtime.Inspector)
     inspector.meta = {"threshold": threshold, "pixel_threshold": pixel, "score_range": [low, high]}
@@ -176,9 +187,10 @@ def _bare_inspector(resize: int, crop: int, threshold: float, pixel: float, low:
     score=st.floats(0.0, 5.0),
     seed=st.integers(0, 2**16),
 )
-def test_the_runtimes_decision_is_the_pipelines_on_non_square_images(width, height, resize, shrink, score, seed):
-    """Map-back, mask, regions and verdict of Inspector.decide against the pipeline's decide, on images that are
-    not square (a width/height swap goes unseen on square ones); the normalised score by its definition."""
+def test_the_decision_on_non_square_images(width, height, resize, shrink, score, seed):
+    """Map-back, mask, regions and verdict of Inspector.decide (the pipeline's decision too) against the references,
+    on images that are not square (a width/height swap goes unseen on square ones); the normalised score by its
+    definition."""
     from hypothesis import assume
 
     assume(width != height)
@@ -186,10 +198,10 @@ def test_the_runtimes_decision_is_the_pipelines_on_non_square_images(width, heig
     amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32) * 2.0
     threshold, pixel, low, high = 2.0, 1.6, 1.0, 3.0
     record, omap, mask = _bare_inspector(resize, crop, threshold, pixel, low, high).decide(score, amap, (width, height))
-    box = runtime.crop_box(width, height, resize, crop)
-    assert np.allclose(box, crop_box(_settings(resize, crop, "bilinear"), (height, width)), atol=2e-3)  # the pipeline's own box
-    entry, expected_map, expected_mask = regions.decide(score, amap, box, (height, width), threshold, pixel)
-    assert omap.shape == (height, width) and np.array_equal(omap, expected_map) and np.array_equal(mask, expected_mask)
-    assert record["regions"] == entry["regions"] and record["verdict"] == entry["verdict"] and record["size"] == [width, height]
+    box = torchvision_crop_box(resize, crop, "bilinear", (height, width))
+    assert omap.shape == (height, width) and np.allclose(omap, map_back(amap, box, (height, width)), atol=1e-6)
+    expected_mask, expected_regions = scipy_regions(omap, pixel)
+    assert np.array_equal(mask, expected_mask) and record["regions"] == expected_regions
+    assert record["verdict"] == ("anomalous" if score >= threshold else "good") and record["size"] == [width, height]
     # 0.5 at the threshold, scaled by the held-out score range (high - low), clamped to [0, 1]
     assert record["normalised_score"] == round(min(1.0, max(0.0, (score - threshold) / (high - low) + 0.5)), 6)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stages.errors import UsageError
-from stages.reports import compare
+from patchcore.apps.reports import compare
+from patchcore.errors import UsageError
 
 from helpers import assert_usage_error, run_cli
 
@@ -40,7 +40,11 @@ def grid(tmp_path, monkeypatch):
     for _, run in _runs(answer):
         for path, entry in run["data"]["metrics"].items():
             auroc = entry["data"]["image_auroc"]
-            record = {"image_auroc": auroc, "ci95": {"image_auroc": [round(auroc - 0.01, 6), 1.0]}, "train_images": entry["data"]["train_images"]}
+            record = {
+                "image_auroc": auroc,
+                "ci95": {"image_auroc": [round(auroc - 0.01, 6), 1.0]},
+                "train_images": entry["data"]["train_images"],
+            }
             record |= {
                 "weights": f"weights of {path.split('/')[2]}",
                 "data": {"source": "bundled", "location": "data/bundled/hazelnut_surface.tar.gz"},
@@ -65,7 +69,10 @@ def test_the_grid_becomes_one_point_per_backbone_and_fraction(grid, tmp_path):
     assert sorted({p.fraction for p in points}) == [0.1, 0.25, 0.5, 1.0]
     assert {p.backbone for p in points} == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
     lite0_quarter = next(p for p in points if p.backbone == "efficientnet_lite0" and p.fraction == 0.25)
-    assert lite0_quarter.train_images == 38 and lite0_quarter.ci95 == (round(lite0_quarter.auroc - 0.01, 6), 1.0)  # from the commit, not dvc's table
+    assert lite0_quarter.train_images == 38 and lite0_quarter.ci95 == (
+        round(lite0_quarter.auroc - 0.01, 6),
+        1.0,
+    )  # from the commit, not dvc's table
     out = tmp_path / "figure.png"
     text = compare.report(_without_failed(grid), CATEGORY, out, "dvc exp show")
     assert (
@@ -87,7 +94,8 @@ def test_an_experiment_that_changes_more_than_the_grid_is_left_out_and_named(gri
 def test_a_failed_grid_point_is_one_line_and_nothing_is_drawn(grid, tmp_path):
     out = tmp_path / "figure.png"
     with pytest.raises(
-        UsageError, match=r"experiment broken-point \(extract.train_fraction 0.05\) failed \(Experiment run failed\).*dvc exp remove broken-point"
+        UsageError,
+        match=r"experiment broken-point \(extract.train_fraction 0.05\) failed \(Experiment run failed\).*dvc exp remove broken-point",
     ):
         compare.report(grid, CATEGORY, out, "dvc exp show")
     assert not out.exists()
@@ -97,7 +105,9 @@ def test_a_grid_point_without_its_metrics_is_one_line(grid, tmp_path):
     answer = _without_failed(grid)
     _, run = next(_runs(answer))
     run["data"]["metrics"].pop("metrics/sample/efficientnet_lite1/hazelnut_surface.json")
-    with pytest.raises(UsageError, match=f"experiment {run['name']} has no metrics/sample/efficientnet_lite1/hazelnut_surface.json"):
+    with pytest.raises(
+        UsageError, match=f"experiment {run['name']} has no metrics/sample/efficientnet_lite1/hazelnut_surface.json"
+    ):
         compare.report(answer, CATEGORY, tmp_path / "f.png", "dvc exp show")
     assert not (tmp_path / "f.png").exists()
 

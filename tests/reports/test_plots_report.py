@@ -5,8 +5,8 @@ import sys
 import pytest
 from PIL import Image
 
-from stages.errors import UsageError
-from stages.reports import plots_report
+from patchcore.apps.reports import plots_report
+from patchcore.errors import UsageError
 
 from helpers import REPO, run_cli
 
@@ -21,7 +21,9 @@ def test_plots_diff_is_rendered_to_pngs_linked_from_markdown(tmp_path):
     assert "workspace vs HEAD" in page and "hazelnut_surface" in page
     for picture in pictures:
         with Image.open(picture) as image:
-            assert image.format == "PNG" and image.size[0] > 200 and len(image.getcolors(1 << 16) or range(1000)) > 8  # a chart, not a blank
+            assert (
+                image.format == "PNG" and image.size[0] > 200 and len(image.getcolors(1 << 16) or range(1000)) > 8
+            )  # a chart, not a blank
 
 
 def test_without_vl_convert_the_fix_names_the_extra(monkeypatch, tmp_path):
@@ -34,4 +36,7 @@ def test_without_vl_convert_the_fix_names_the_extra(monkeypatch, tmp_path):
 def test_an_answer_without_data_plots_is_one_line():
     with pytest.raises(UsageError, match="without a 'data' object"):
         plots_report.vega_plots({"errors": []})
-    assert plots_report.vega_plots({"data": {"a.png": [{"type": "image", "revisions": ["workspace"], "url": "a.png"}]}}) == []
+    assert (
+        plots_report.vega_plots({"data": {"a.png": [{"type": "image", "revisions": ["workspace"], "url": "a.png"}]}})
+        == []
+    )

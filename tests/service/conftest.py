@@ -30,13 +30,33 @@ class Server:
     """`patchcore serve` in its own process; ``call`` makes one HTTP request and returns (status, headers, body)."""
 
     def __init__(
-        self, project: Path, state: Path, *args: str, host: str = "127.0.0.1", token: str | None = None, model: str = MODEL, logs: Path | None = None
+        self,
+        project: Path,
+        state: Path,
+        *args: str,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        model: str = MODEL,
+        logs: Path | None = None,
     ):
         self.port, self.host, self.token, self.state = free_port(), host, token, state
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **({"PATCHCORE_TOKEN": token} if token else {})}
         env.pop("PATCHCORE_TOKEN", None) if token is None else None
-        command = [sys.executable, "-m", "stages", "serve", model, "--host", host, "--port", str(self.port), "--state", str(state), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "patchcore",
+            "serve",
+            model,
+            "--host",
+            host,
+            "--port",
+            str(self.port),
+            "--state",
+            str(state),
+            *args,
+        ]
         self.log = open((logs or state.parent) / f"serve-{self.port}.log", "w")
         self.process = subprocess.Popen(command, cwd=project, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -53,7 +73,9 @@ class Server:
             time.sleep(0.2)
         raise AssertionError(f"the server did not become ready: {Path(self.log.name).read_text()}")
 
-    def call(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, token: str | None = None):
+    def call(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, token: str | None = None
+    ):
         headers = dict(headers or {})
         if token or self.token:
             headers["Authorization"] = f"Bearer {token or self.token}"
@@ -64,12 +86,19 @@ class Server:
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
 
-    def json(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, **kw) -> tuple[int, dict]:
+    def json(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, **kw
+    ) -> tuple[int, dict]:
         status, _, data = self.call(method, path, body, headers, **kw)
         return status, json.loads(data)
 
     def inspect(self, image: Path) -> tuple[int, dict]:
-        return self.json("POST", f"/v1/inspect?filename={image.name}", image.read_bytes(), {"Content-Type": "application/octet-stream"})
+        return self.json(
+            "POST",
+            f"/v1/inspect?filename={image.name}",
+            image.read_bytes(),
+            {"Content-Type": "application/octet-stream"},
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:

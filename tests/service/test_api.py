@@ -18,7 +18,9 @@ from helpers import assert_usage_error, run_cli
 def _multipart(name: str, data: bytes, field: str = "file") -> tuple[bytes, dict]:
     boundary = "patchcore-test-boundary"
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), {
+        "Content-Type": f"multipart/form-data; boundary={boundary}"
+    }
 
 
 def _png(image: Image.Image) -> bytes:
@@ -56,7 +58,9 @@ def test_concurrent_requests_are_batched_with_the_same_scores(server, served_pro
         together = list(pool.map(server.inspect, images))
     assert all(status == 200 for status, _ in together)
     np.testing.assert_allclose([r["score"] for _, r in together], alone, rtol=1e-5)
-    assert max(server.json("GET", "/v1/model")[1]["service"]["recent_batches"]) > 1  # one forward pass held several images
+    assert (
+        max(server.json("GET", "/v1/model")[1]["service"]["recent_batches"]) > 1
+    )  # one forward pass held several images
 
 
 def test_model_card_says_where_the_numbers_come_from(server, served_project):
@@ -64,7 +68,12 @@ def test_model_card_says_where_the_numbers_come_from(server, served_project):
     made = json.loads((served_project / MODEL / "model.json").read_text())
     metrics = json.loads((served_project / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
     assert status == 200 and card["runtime"] == "torch"
-    assert (card["dataset"], card["category"], card["backbone"], card["weights"]) == ("sample", "hazelnut_toy", "efficientnet_lite0", made["weights"])
+    assert (card["dataset"], card["category"], card["backbone"], card["weights"]) == (
+        "sample",
+        "hazelnut_toy",
+        "efficientnet_lite0",
+        made["weights"],
+    )
     assert card["threshold"] == made["threshold"] and card["pixel_threshold"] == made["pixel_threshold"]
     assert card["metrics"]["image_auroc"] == metrics["image_auroc"] and card["data"] == made["data"]
     assert server.json("GET", "/healthz") == (200, {"status": "ok"})
@@ -90,7 +99,9 @@ def test_history_is_newest_first_filtered_and_paged(server, served_project):
 def test_a_review_is_kept(server, served_project):
     inspected = server.inspect(images_of(served_project)[0])[1]
     body = json.dumps({"review": "defective"}).encode()
-    status, reviewed = server.json("POST", f"/v1/inspections/{inspected['id']}/review", body, {"Content-Type": "application/json"})
+    status, reviewed = server.json(
+        "POST", f"/v1/inspections/{inspected['id']}/review", body, {"Content-Type": "application/json"}
+    )
     assert status == 200 and reviewed["review"] == "defective" and reviewed["reviewed_at"]
     assert server.json("GET", f"/v1/inspections/{inspected['id']}")[1]["review"] == "defective"
 
@@ -102,7 +113,14 @@ def _bad_requests(served_project) -> dict:
         "oversize": (413, "POST", "/v1/inspect", b"\0" * (33 * 1024 * 1024), {}, "32 MB"),
         "too many pixels": (413, "POST", "/v1/inspect", huge, {}, "pixel limit"),
         "text file": (415, "POST", "/v1/inspect", *_multipart("notes.txt", b"not an image\n"), "not a PNG, JPEG"),
-        "truncated png": (400, "POST", "/v1/inspect", _png(Image.new("RGB", (300, 300), (9, 99, 199)))[:400], {}, "damaged or truncated"),
+        "truncated png": (
+            400,
+            "POST",
+            "/v1/inspect",
+            _png(Image.new("RGB", (300, 300), (9, 99, 199)))[:400],
+            {},
+            "damaged or truncated",
+        ),
         "truncated jpeg": (400, "POST", "/v1/inspect", jpg[: len(jpg) // 3], {}, "damaged or truncated"),
         "empty": (400, "POST", "/v1/inspect", b"", {}, "empty"),
         "no file field": (400, "POST", "/v1/inspect", *_multipart("a.jpg", jpg, field="image"), "field 'file'"),
@@ -144,7 +162,10 @@ def test_bad_requests_get_one_line_of_json_and_store_nothing(server, served_proj
 def test_the_page_is_served_with_a_content_security_policy(server):
     status, headers, html = server.call("GET", "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
-    assert "script-src 'self'" in headers["content-security-policy"] and "default-src 'none'" in headers["content-security-policy"]
+    assert (
+        "script-src 'self'" in headers["content-security-policy"]
+        and "default-src 'none'" in headers["content-security-policy"]
+    )
     assert b"http://" not in html and b"https://" not in html  # nothing from outside: the page works offline
     for asset in ("/app.js", "/style.css"):
         status, _, text = server.call("GET", asset)
@@ -153,10 +174,23 @@ def test_the_page_is_served_with_a_content_security_policy(server):
 
 def test_beyond_loopback_only_with_a_token(served_project, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PATCHCORE_TOKEN"}
-    for host in ("0.0.0.0", "10.1.2.3", "192.168.0.7", "172.16.0.1", "::"):  # private is not loopback: refused, and at once
-        result = run_cli("serve", MODEL, "--host", host, "--state", str(tmp_path / "s"), cwd=served_project, env=env, timeout=60)
-        assert result.returncode == 2 and "needs a token" in result.stderr and "Traceback" not in result.stderr, (host, result.stderr)
-    result = run_cli("serve", MODEL, "--host", "0.0.0.0", cwd=served_project, env={**env, "PATCHCORE_TOKEN": "short"}, timeout=60)
+    for host in (
+        "0.0.0.0",
+        "10.1.2.3",
+        "192.168.0.7",
+        "172.16.0.1",
+        "::",
+    ):  # private is not loopback: refused, and at once
+        result = run_cli(
+            "serve", MODEL, "--host", host, "--state", str(tmp_path / "s"), cwd=served_project, env=env, timeout=60
+        )
+        assert result.returncode == 2 and "needs a token" in result.stderr and "Traceback" not in result.stderr, (
+            host,
+            result.stderr,
+        )
+    result = run_cli(
+        "serve", MODEL, "--host", "0.0.0.0", cwd=served_project, env={**env, "PATCHCORE_TOKEN": "short"}, timeout=60
+    )
     assert result.returncode == 2 and "at least 16" in result.stderr
     assert not (tmp_path / "s").exists()
     token = "a-long-enough-token-for-tests"
@@ -168,7 +202,9 @@ def test_beyond_loopback_only_with_a_token(served_project, tmp_path):
         status, headers, _ = guarded.call("GET", "/v1/inspections", headers={"Authorization": "Basic " + token})
         assert status == 401 and headers["www-authenticate"] == "Bearer"
         assert guarded.json("GET", "/v1/model", token=token)[0] == 200
-        assert guarded.call("GET", "/healthz")[0] == 200 and guarded.call("GET", "/")[0] == 200  # probes and the page carry no data
+        assert (
+            guarded.call("GET", "/healthz")[0] == 200 and guarded.call("GET", "/")[0] == 200
+        )  # probes and the page carry no data
     finally:
         guarded.stop()
 

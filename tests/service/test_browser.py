@@ -38,7 +38,10 @@ def browser():
 def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_project, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     outside: list[str] = []
-    page.on("request", lambda r: None if r.url.startswith(server.url) or r.url.startswith("blob:") else outside.append(r.url))
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(server.url) or r.url.startswith("blob:") else outside.append(r.url),
+    )
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server.url + "/")
@@ -52,13 +55,17 @@ def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_p
     newest = server.json("GET", "/v1/inspections?limit=1")[1]["inspections"][0]
     assert newest["image"] == image.name and abs(newest["score"] - shown) < 1e-4
     width = page.evaluate("document.getElementById('heatmap').naturalWidth")
-    assert width == server.json("GET", "/v1/model")[1]["input_size"]  # the overlay PNG (the network's view), decoded by the browser
+    assert (
+        width == server.json("GET", "/v1/model")[1]["input_size"]
+    )  # the overlay PNG (the network's view), decoded by the browser
     page.click("#mark-good")
     page.wait_for_selector("#review:has-text('good')")
     assert server.json("GET", f"/v1/inspections/{newest['id']}")[1]["review"] == "good"
     assert page.locator(f"tr[data-id='{newest['id']}'] td.review").inner_text() == "good"
     page.select_option("#filter", "anomalous")
-    _until(page, "[...document.querySelectorAll('#rows tr td:nth-child(4)')].every(td => td.textContent === 'anomalous')")
+    _until(
+        page, "[...document.querySelectorAll('#rows tr td:nth-child(4)')].every(td => td.textContent === 'anomalous')"
+    )
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

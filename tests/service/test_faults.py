@@ -66,7 +66,9 @@ def test_kill_9_under_load_loses_no_answered_inspection(served_project, tmp_path
 def small_disk(where: Path, size: str = "16m"):
     """A file system of its own for the state (tmpfs), to fill up or make read-only for real; root only."""
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "none", str(where)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "none", str(where)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the full-disk and read-only cases need one")
     try:
@@ -76,8 +78,9 @@ def small_disk(where: Path, size: str = "16m"):
 
 
 def _serve_refused(project: Path, state: Path) -> subprocess.CompletedProcess:
-    """`patchcore serve` that must refuse at start: bounded, so a server that starts after all fails the test in 2 minutes."""
-    command = [sys.executable, "-m", "stages", "serve", MODEL, "--state", str(state), "--port", str(free_port())]
+    """`patchcore serve` that must refuse at start: bounded, so a server that starts after all fails the test in 2
+    minutes."""
+    command = [sys.executable, "-m", "patchcore", "serve", MODEL, "--state", str(state), "--port", str(free_port())]
     return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
 
 
@@ -104,7 +107,8 @@ def _inspections(state: Path) -> list[str]:
 
 @contextlib.contextmanager
 def served_on_a_small_disk(project: Path, tmp_path: Path):
-    """A server whose state is on a disk of its own, after one inspection: (the disk, the state, the server, an image)."""
+    """A server whose state is on a disk of its own, after one inspection: (the disk, the state, the server, an
+    image)."""
     with small_disk(tmp_path / "disk") as disk:
         state = disk / "state"
         server = Server(project, state, logs=tmp_path)  # its log off the small disk, which is filled
@@ -128,7 +132,9 @@ def test_a_full_disk_is_a_507_that_keeps_nothing_and_the_service_stays_up(served
         assert server.inspect(image)[0] == 200
         server.stop()
         filler = _fill(disk)
-        assert_usage_error(_serve_refused(served_project, state), f"--state {state}", "is full")  # named as such, not 'not a history'
+        assert_usage_error(
+            _serve_refused(served_project, state), f"--state {state}", "is full"
+        )  # named as such, not 'not a history'
         filler.unlink()
         restarted = Server(served_project, state, logs=tmp_path)
         try:
@@ -188,7 +194,8 @@ def test_deleted_files_are_a_404_naming_the_cause(server, served_project):
 
 
 def _failing_model(path: Path) -> Path:
-    """A file whose metadata and input pass every check but whose graph fails when it runs (a Reshape that cannot fit)."""
+    """A file whose metadata and input pass every check but whose graph fails when it runs (a Reshape that cannot
+    fit)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -202,10 +209,27 @@ def _failing_model(path: Path) -> Path:
     ]
     axes = helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])
     bad = helper.make_tensor("bad", TensorProto.INT64, [3], [7, 11, 13])
-    model = helper.make_model(helper.make_graph(nodes, "broken", [image], [score, amap], [axes, bad]), opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "broken", [image], [score, amap], [axes, bad]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
     model.ir_version = 9
-    meta = {"format_version": 1, "input_size": 224, "resize": 224, "interpolation": "bilinear", "threshold": 2.0, "pixel_threshold": 1.0}
-    meta |= {"score_range": [1.0, 3.0], "heat_scale": 3.0, "dataset": "x", "category": "x", "backbone": "x", "weights": "x"}
+    meta = {
+        "format_version": 1,
+        "input_size": 224,
+        "resize": 224,
+        "interpolation": "bilinear",
+        "threshold": 2.0,
+        "pixel_threshold": 1.0,
+    }
+    meta |= {
+        "score_range": [1.0, 3.0],
+        "heat_scale": 3.0,
+        "dataset": "x",
+        "category": "x",
+        "backbone": "x",
+        "weights": "x",
+    }
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save_model(model, str(path))
@@ -214,7 +238,19 @@ def _failing_model(path: Path) -> Path:
 
 def test_a_warm_up_that_fails_stops_the_process_with_one_line(served_project, tmp_path):
     model = _failing_model(tmp_path / "broken.onnx")
-    command = [sys.executable, "-m", "stages", "serve", str(model), "--runtime", "onnx", "--port", str(free_port()), "--state", str(tmp_path / "s")]
+    command = [
+        sys.executable,
+        "-m",
+        "patchcore",
+        "serve",
+        str(model),
+        "--runtime",
+        "onnx",
+        "--port",
+        str(free_port()),
+        "--state",
+        str(tmp_path / "s"),
+    ]
     done = subprocess.run(command, cwd=served_project, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]

@@ -17,7 +17,10 @@ def test_reviewed_images_become_a_folder_data_set_that_retrains(served_project, 
         inspected = [server.inspect(image)[1] for image in images[:6]]
         for row, review in zip(inspected, ["defective", "good", "good", "good", "good"]):  # the sixth is not reviewed
             status, _ = server.json(
-                "POST", f"/v1/inspections/{row['id']}/review", json.dumps({"review": review}).encode(), {"Content-Type": "application/json"}
+                "POST",
+                f"/v1/inspections/{row['id']}/review",
+                json.dumps({"review": review}).encode(),
+                {"Content-Type": "application/json"},
             )
             assert status == 200
     finally:
@@ -32,8 +35,14 @@ def test_reviewed_images_become_a_folder_data_set_that_retrains(served_project, 
     again = run_cli("feedback", "export", "--state", str(state), "--out", str(out), cwd=served_project)
     assert again.returncode == 0, again.stderr  # its own earlier export is replaced whole
     (tmp_path / "mine" / "hazelnut_toy").mkdir(parents=True)
-    assert_usage_error(run_cli("feedback", "export", "--state", str(state), "--out", str(tmp_path / "mine"), cwd=served_project), "not written by")
-    assert_usage_error(run_cli("feedback", "export", "--state", str(tmp_path / "none"), "--out", str(out), cwd=served_project), "no service history")
+    assert_usage_error(
+        run_cli("feedback", "export", "--state", str(state), "--out", str(tmp_path / "mine"), cwd=served_project),
+        "not written by",
+    )
+    assert_usage_error(
+        run_cli("feedback", "export", "--state", str(tmp_path / "none"), "--out", str(out), cwd=served_project),
+        "no service history",
+    )
 
     edit_params(served_project, **{"download.line": {"source": "folder", "path": str(out)}, "run.dataset": "line"})
     try:

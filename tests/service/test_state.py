@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from stages import feedback
-from stages.errors import UsageError
-from stages.service.faults import Unavailable
-from stages.service.history import History
-from stages.service.state_folder import MARKER
+from patchcore.apps import feedback
+from patchcore.apps.service.faults import Unavailable
+from patchcore.apps.service.history import History
+from patchcore.apps.service.state_folder import MARKER
+from patchcore.errors import UsageError
 
 from helpers import assert_usage_error, run_cli
 
@@ -156,7 +156,9 @@ def test_feedback_export_follows_no_link(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("column, value", [("suffix", "png/../../../../etc/passwd"), ("review", "excellent"), ("id", "../" * 10 + "x" * 2)])
+@pytest.mark.parametrize(
+    "column, value", [("suffix", "png/../../../../etc/passwd"), ("review", "excellent"), ("id", "../" * 10 + "x" * 2)]
+)
 def test_feedback_export_refuses_a_tampered_history(tmp_path, column, value):
     state = tmp_path / "state"
     history, ids = _history(state, ["good", "defective"])
@@ -185,16 +187,30 @@ def test_feedback_export_out_rules_in_one_line(tmp_path):
     _history(state, ["good"])[0].close()
     a_file = tmp_path / "a_file"
     a_file.write_text("mine")
-    assert_usage_error(run_cli("feedback", "export", "--state", str(state), "--out", str(a_file), cwd=tmp_path), "is a file or a link")
+    assert_usage_error(
+        run_cli("feedback", "export", "--state", str(state), "--out", str(a_file), cwd=tmp_path), "is a file or a link"
+    )
     assert a_file.read_text() == "mine"
     (tmp_path / "out").mkdir()
     (tmp_path / "out/line").write_text("mine too")
     assert_usage_error(
-        run_cli("feedback", "export", "--state", str(state), "--out", str(tmp_path / "out"), "--category", "line", cwd=tmp_path),
+        run_cli(
+            "feedback",
+            "export",
+            "--state",
+            str(state),
+            "--out",
+            str(tmp_path / "out"),
+            "--category",
+            "line",
+            cwd=tmp_path,
+        ),
         "is a file or a link",
     )
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    assert_usage_error(run_cli("feedback", "export", "--state", str(mine), "--out", str(tmp_path / "o"), cwd=tmp_path), "did not write")
+    assert_usage_error(
+        run_cli("feedback", "export", "--state", str(mine), "--out", str(tmp_path / "o"), cwd=tmp_path), "did not write"
+    )
     assert not (tmp_path / "o").exists() and [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -12,13 +12,14 @@ import tarfile
 import h5py
 import numpy as np
 
-from stages.core.scoring import NearestBank, maxima_on_border
+from patchcore.core.scoring import NearestBank, maxima_on_border
 
 from helpers import REPO, run_stages
 
 
 def border_share(folder) -> tuple[float, float]:
-    """Share of good test images whose highest-scoring patch lies on the grid's border, and the border's share of the grid."""
+    """Share of good test images whose highest-scoring patch lies on the grid's border, and the border's share of the
+    grid."""
     with h5py.File(folder / "bank.h5", "r") as b:
         nearest = NearestBank(b["bank"][()])
     with h5py.File(folder / "test.h5", "r") as f:

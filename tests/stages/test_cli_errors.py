@@ -26,7 +26,9 @@ def test_unknown_category(project):
 @pytest.mark.parametrize("ratio", [0, -0.1, 1.5])
 def test_ratio_outside_unit_interval(project, ratio):
     edit_params(project, **{"coreset.ratio": ratio})
-    assert_usage_error(run_cli("coreset", "-c", "hazelnut_toy", "-b", "efficientnet_lite2", cwd=project), "coreset.ratio", "(0, 1]")
+    assert_usage_error(
+        run_cli("coreset", "-c", "hazelnut_toy", "-b", "efficientnet_lite2", cwd=project), "coreset.ratio", "(0, 1]"
+    )
     assert files_under(project / "features") == []
 
 
@@ -40,20 +42,31 @@ def test_missing_params_file(tmp_path):
     assert_usage_error(run_cli("summarize", cwd=tmp_path), "params.yaml")
 
 
-@pytest.mark.parametrize("bug", [TypeError("unsupported operand"), KeyError("threshold"), AssertionError(), AttributeError("x"), ZeroDivisionError()])
+@pytest.mark.parametrize(
+    "bug",
+    [
+        TypeError("unsupported operand"),
+        KeyError("threshold"),
+        AssertionError(),
+        AttributeError("x"),
+        ZeroDivisionError(),
+    ],
+)
 def test_a_programming_error_is_never_turned_into_a_users_one_line(bug):
     """One line and exit 2 are for what the user can fix; a bug keeps its traceback (exit 1) so it gets reported."""
-    from stages import errors
+    from patchcore import errors
 
     assert errors.failure(bug) is None
     assert errors.failure(OSError(2, "No such file or directory", "x")) is None  # not a write the user can fix either
 
 
 def test_the_service_history_lets_a_bug_through_and_keeps_no_files(tmp_path):
-    from stages.service.history import History
+    from patchcore.apps.service.history import History
 
     history = History(tmp_path / "state")
     with pytest.raises(TypeError):
-        history.add({"verdict": "good", "score": object()}, b"image", "png", b"heatmap", None)  # not JSON: a bug, not a 503
+        history.add(
+            {"verdict": "good", "score": object()}, b"image", "png", b"heatmap", None
+        )  # not JSON: a bug, not a 503
     assert list((tmp_path / "state/files").iterdir()) == []
     history.close()

@@ -17,7 +17,11 @@ def folder_project(project: Path, root: Path, category: str, **changes) -> None:
     """Point the project at a folder data set holding ``category``."""
     edit_params(
         project,
-        **{"download.mine": {"source": "folder", "path": str(root)}, "run.dataset": "mine", "run.categories": [category]},
+        **{
+            "download.mine": {"source": "folder", "path": str(root)},
+            "run.dataset": "mine",
+            "run.categories": [category],
+        },
         **{"run.backbones": ["efficientnet_lite0"], **changes},
     )
 
@@ -37,7 +41,8 @@ def all_nulls_have_reasons(record: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def good_only(sample_root, tmp_path_factory):
-    """A user's folder of good parts only (train/good + test/good), taken through download, extract, coreset, evaluate."""
+    """A user's folder of good parts only (train/good + test/good), taken through download, extract, coreset,
+    evaluate."""
     top = tmp_path_factory.mktemp("cold")
     root = top / "user"
     small_copy(sample_root, root / "parts", train=8, good=3, defective=0)
@@ -67,7 +72,11 @@ def test_a_good_only_folder_gives_a_model_thresholds_and_honest_metrics(good_onl
     assert t["recall"] is None and "no defective" in record["null_reasons"]["threshold_metrics.recall"]
     assert all_nulls_have_reasons(record) == []
     # where the data came from, and what was held out
-    assert record["data"]["source"] == "folder" and record["data"]["location"].endswith("user/parts") and len(record["data"]["tree_sha256"]) == 64
+    assert (
+        record["data"]["source"] == "folder"
+        and record["data"]["location"].endswith("user/parts")
+        and len(record["data"]["tree_sha256"]) == 64
+    )
     assert record["bank_images"] == 8 and record["train_images"] == 8 and record["target_dim"] == 152
     card = json.loads((good_only / "features/mine/parts/efficientnet_lite0/model.json").read_text())
     assert card["threshold"] == t["threshold"] and card["pixel_threshold"] == record["pixel_threshold"]["threshold"] > 0
@@ -75,21 +84,25 @@ def test_a_good_only_folder_gives_a_model_thresholds_and_honest_metrics(good_onl
 
 
 def test_fold_banks_are_coresets_of_the_other_folds_and_the_bank_keeps_every_image(good_only):
-    from stages.core.sampling import coreset_size, greedy_kcenter_plain, project, projection_matrix, start_index
+    from patchcore.core.sampling import coreset_size, greedy_kcenter_plain, project, projection_matrix, start_index
 
     folder = good_only / "features/mine/parts/efficientnet_lite0"
     with h5py.File(folder / "bank.h5") as b, h5py.File(folder / "train.h5") as f:
         patches, per_image = f["patches"][()], 28 * 28
         folds, rows, starts = b["image_folds"][()], b["fold_rows"][()], b["fold_starts"][()]
         assert sorted(np.bincount(folds).tolist()) == [1, 1, 2, 2, 2]  # 8 images in 5 near-equal folds
-        assert len(b["holdout_images"][()]) == 0 and b["indices"].shape[0] == coreset_size(8 * per_image, 0.1)  # all 8 images
+        assert len(b["holdout_images"][()]) == 0 and b["indices"].shape[0] == coreset_size(
+            8 * per_image, 0.1
+        )  # all 8 images
         matrix = projection_matrix(152, 128, 0)
         for k in range(5):
             fold_rows = rows[starts[k] : starts[k + 1]]
             assert not np.isin(fold_rows // per_image, np.flatnonzero(folds == k)).any()  # never its own images
             others = (np.flatnonzero(folds != k)[:, None] * per_image + np.arange(per_image)).ravel()
             points = project([patches[others]], matrix)
-            picks = greedy_kcenter_plain(points, coreset_size(len(others), 0.1), start_index(len(others), 0), progress=False)
+            picks = greedy_kcenter_plain(
+                points, coreset_size(len(others), 0.1), start_index(len(others), 0), progress=False
+            )
             assert np.array_equal(fold_rows, np.sort(others[picks]))  # the textbook loop on the other folds
 
 
@@ -100,14 +113,18 @@ def test_predict_on_a_good_only_model_gives_verdicts_regions_and_masks_without_p
     shutil.copy(sample_root / "test/good/04.jpg", incoming / "good.jpg")
     shutil.copy(sample_root / "test/colour/00.jpg", incoming / "painted.jpg")
     # no params.yaml where predict runs: the model folder is enough
-    result = run_cli("predict", str(model), str(incoming), "--out", str(tmp_path / "out"), "--maps", "npy", cwd=tmp_path)
+    result = run_cli(
+        "predict", str(model), str(incoming), "--out", str(tmp_path / "out"), "--maps", "npy", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "settings: the model folder's own" in result.stderr
     lines = {Path(x["image"]).name: x for x in map(json.loads, result.stdout.splitlines())}
     card = json.loads((model / "model.json").read_text())
     for x in lines.values():
         assert x["verdict"] == ("anomalous" if x["score"] >= card["threshold"] else "good")
-        assert 0.0 <= x["normalised_score"] <= 1.0 and (x["normalised_score"] >= 0.5) == (x["score"] >= card["threshold"])
+        assert 0.0 <= x["normalised_score"] <= 1.0 and (x["normalised_score"] >= 0.5) == (
+            x["score"] >= card["threshold"]
+        )
         assert x["size"] == [512, 512]
         mask = np.asarray(Image.open(x["mask"]))
         amap = np.load(x["map"])
@@ -115,18 +132,34 @@ def test_predict_on_a_good_only_model_gives_verdicts_regions_and_masks_without_p
         assert ((mask > 0) == (amap >= card["pixel_threshold"])).all()
         assert (len(x["regions"]) > 0) == bool(mask.any())
     painted = lines["painted.jpg"]
-    assert painted["verdict"] == "anomalous" and painted["regions"] and painted["regions"][0]["max_score"] >= card["pixel_threshold"]
+    assert (
+        painted["verdict"] == "anomalous"
+        and painted["regions"]
+        and painted["regions"][0]["max_score"] >= card["pixel_threshold"]
+    )
 
 
 def test_predict_uses_the_model_settings_when_params_yaml_differs(good_only, sample_root, tmp_path):
     model = good_only / "features/mine/parts/efficientnet_lite0"
     image = sample_root / "test/good/04.jpg"
     shutil.copy(good_only / "params.yaml", tmp_path / "params.yaml")
-    edit_params(tmp_path, **{"backbones.efficientnet_lite0.crop": 200, "backbones.efficientnet_lite0.resize": 200, "aggregation.border": "valid"})
+    edit_params(
+        tmp_path,
+        **{
+            "backbones.efficientnet_lite0.crop": 200,
+            "backbones.efficientnet_lite0.resize": 200,
+            "aggregation.border": "valid",
+        },
+    )
     other = run_cli("predict", str(model), str(image), "--out", str(tmp_path / "a"), cwd=tmp_path)
     same = run_cli("predict", str(model), str(image), "--out", str(tmp_path / "b"), cwd=good_only)
     assert other.returncode == 0 and same.returncode == 0, other.stderr
-    assert "params.yaml differs" in other.stderr and "crop 200" in other.stderr and "'valid'" in other.stderr and "not used" in other.stderr
+    assert (
+        "params.yaml differs" in other.stderr
+        and "crop 200" in other.stderr
+        and "'valid'" in other.stderr
+        and "not used" in other.stderr
+    )
     assert json.loads(other.stdout)["score"] == json.loads(same.stdout)["score"]
 
 
@@ -143,8 +176,13 @@ def test_a_category_without_test_images_and_one_with_only_defects(sample_root, p
         record = json.loads((project / f"metrics/mine/efficientnet_lite0/{category}.json").read_text())
         assert record["image_auroc"] is None and all_nulls_have_reasons(record) == []
         t = record["threshold_metrics"]
-        assert t["false_reject_rate"] is None and "no good test images" in record["null_reasons"]["threshold_metrics.false_reject_rate"]
-    assert record["test_images"] == 3 and record["threshold_metrics"]["recall"] is not None  # defects only: recall still means something
+        assert (
+            t["false_reject_rate"] is None
+            and "no good test images" in record["null_reasons"]["threshold_metrics.false_reject_rate"]
+        )
+    assert (
+        record["test_images"] == 3 and record["threshold_metrics"]["recall"] is not None
+    )  # defects only: recall still means something
     assert "no good test images" in record["null_reasons"]["image_auroc"]
     with h5py.File(project / "features/mine/trainonly/efficientnet_lite0/test.h5") as f:
         assert f["patches"].shape[0] == 0 and f["labels"].shape == (0,)
@@ -199,22 +237,28 @@ def test_region_boxes_find_a_planted_defect_in_the_original_pixels(project, tmp_
     cx, cy = x + w / 2, y + h / 2
     assert top["x"] <= cx <= top["x"] + top["width"] and top["y"] <= cy <= top["y"] + top["height"]
     # the map is blurred (sigma 4 px) at patch resolution (8 px): edges within 20 original pixels of the patch's
-    for found, true in ((top["x"], x), (top["y"], y), (top["x"] + top["width"], x + w), (top["y"] + top["height"], y + h)):
+    for found, true in (
+        (top["x"], x),
+        (top["y"], y),
+        (top["x"] + top["width"], x + w),
+        (top["y"] + top["height"], y + h),
+    ):
         assert abs(found - true) <= 20, (top, (x, y, w, h))
     assert Image.open(record["mask"]).size == (320, 240)
 
 
 def test_a_coreset_of_every_patch_projects_and_selects_nothing(good_only, tmp_path, monkeypatch):
-    from stages import config, coreset
+    from patchcore import config
+    from patchcore.pipeline import memory_bank
 
     def refused(*args, **kwargs):
         raise AssertionError("ratio 1.0 keeps every patch: nothing to project or select")
 
-    monkeypatch.setattr(coreset, "_projected", refused)
-    monkeypatch.setattr(coreset, "greedy_kcenter", refused)
+    monkeypatch.setattr(memory_bank, "_projected", refused)
+    monkeypatch.setattr(memory_bank, "greedy_kcenter", refused)
     settings = config.load(good_only / "params.yaml").coreset.model_copy(update={"ratio": 1.0})
     folder = good_only / "features/mine/parts/efficientnet_lite0"
-    done = coreset.run(folder / "train.h5", tmp_path / "bank.h5", settings)
+    done = memory_bank.run(folder / "train.h5", tmp_path / "bank.h5", settings)
     per_image = 28 * 28
     assert done["bank_size"] == 8 * per_image
     with h5py.File(tmp_path / "bank.h5") as b, h5py.File(folder / "train.h5") as f:
@@ -229,7 +273,13 @@ def test_a_coreset_of_every_patch_projects_and_selects_nothing(good_only, tmp_pa
 def test_predict_loads_no_statistics_or_plotting_library(good_only, sample_root, tmp_path):
     model = good_only / "features/mine/parts/efficientnet_lite0"
     result, modules = loaded_modules(
-        tmp_path, "predict", str(model), str(sample_root / "test/good/04.jpg"), "--out", str(tmp_path / "out"), cwd=good_only
+        tmp_path,
+        "predict",
+        str(model),
+        str(sample_root / "test/good/04.jpg"),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=good_only,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["verdict"] in ("good", "defective")

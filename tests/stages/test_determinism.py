@@ -33,7 +33,12 @@ def features(sample_root, tmp_path_factory):
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=10, good=3, defective=5)
     edit_params(
         project,
-        **{"run.backbones": ["efficientnet_lite0"], "run.categories": ["hazelnut_toy"], "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+        **{
+            "run.backbones": ["efficientnet_lite0"],
+            "run.categories": ["hazelnut_toy"],
+            "coreset.holdout_fraction": 0.2,
+            "coreset.holdout_folds": 0,
+        },
     )
     run_stages(project, "extract", "coreset")
     return project
@@ -43,7 +48,9 @@ def test_evaluate_outputs_do_not_depend_on_simd_level_or_threads(features):
     seen = {}
     for settings in SETTINGS:
         env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
-        result = run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=features, env={**env, **settings})
+        result = run_cli(
+            "evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=features, env={**env, **settings}
+        )
         assert result.returncode == 0, result.stderr
         outputs = {name: (features / name).read_bytes() for name in OUTPUTS}
         for name, data in outputs.items():

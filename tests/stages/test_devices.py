@@ -42,7 +42,9 @@ def test_precision_and_devices_are_recorded_in_every_output(half):
 
 def test_predict_computes_in_the_models_precision(half, tmp_path):
     root = half / "data/sample/hazelnut_toy"
-    result = run_cli("predict", str(half / MODEL), str(root / "test"), "--out", str(tmp_path), "--device", "cpu", cwd=half)
+    result = run_cli(
+        "predict", str(half / MODEL), str(root / "test"), "--out", str(tmp_path), "--device", "cpu", cwd=half
+    )
     assert result.returncode == 0, result.stderr
     with open(half / "plots/sample/efficientnet_lite0/hazelnut_toy/scores.csv") as f:
         expected = {row["image"]: float(row["score"]) for row in csv.DictReader(f)}
@@ -74,6 +76,8 @@ def test_asking_for_a_gpu_where_there_is_none_is_one_line(half, tmp_path, stage)
 @NO_GPU
 def test_predict_on_a_missing_gpu_is_one_line(half, tmp_path):
     image = half / "data/sample/hazelnut_toy/test/good"
-    result = run_cli("predict", str(half / MODEL), str(image), "--out", str(tmp_path / "out"), "--device", "cuda:0", cwd=half)
+    result = run_cli(
+        "predict", str(half / MODEL), str(image), "--out", str(tmp_path / "out"), "--device", "cuda:0", cwd=half
+    )
     assert_usage_error(result, "--device: 'cuda:0' asks for a GPU")
     assert not (tmp_path / "out").exists()

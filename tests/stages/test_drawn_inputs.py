@@ -2,7 +2,7 @@
 
 Hypothesis draws a key and a value of any type and range (numbers past every bound, NaN,
 strings, lists, nulls). The commands run in this process, through the same classification the
-CLI's main() uses (cli.failure): an exception it does not turn into an `error:` line would
+CLI's main() uses (errors.failure, through command.run): an exception it does not turn into an `error:` line would
 be a traceback for the user, and fails the test. A refused run must leave every output as it
 was (a stage's outputs change together or not at all) and no temporary anywhere.
 """
@@ -20,7 +20,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from stages import cli
+from patchcore.apps import cli
+from patchcore.errors import failure
 
 from helpers import lite0_model
 
@@ -99,7 +100,9 @@ def _near(current: object) -> st.SearchStrategy:
     if isinstance(current, float):
         return st.floats(min_value=0.0, max_value=max(2 * current, 1.0))
     if isinstance(current, list) and current and all(isinstance(v, int) for v in current):
-        return st.lists(st.integers(min_value=1, max_value=2 * max(current)), min_size=len(current), max_size=len(current))
+        return st.lists(
+            st.integers(min_value=1, max_value=2 * max(current)), min_size=len(current), max_size=len(current)
+        )
     if isinstance(current, list):
         return st.lists(st.floats(min_value=0.01, max_value=1.0), min_size=len(current), max_size=len(current))
     return st.just(current)
@@ -111,17 +114,23 @@ def _get(node: dict, dotted: str) -> object:
     return node
 
 
-DRAWS = settings(max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+DRAWS = settings(
+    max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _run(project: Path, command: str, *args: str) -> tuple[int, str]:
     """The command as the CLI runs it, in this process: (exit code, error line or '')."""
-    with contextlib.chdir(project), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with (
+        contextlib.chdir(project),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         try:
             code = cli.app([command, *args], standalone_mode=False)
             return int(code or 0), ""
         except BaseException as exc:
-            handled = cli.failure(exc)
+            handled = failure(exc)
             if handled is None:
                 raise  # a traceback the user would see
             return handled[1], handled[0]
@@ -133,7 +142,9 @@ def _snapshot(project: Path) -> dict[str, str]:
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob(".*") if p.name.endswith((".tmp", ".old")) or p.name.startswith(".patchcore-commit"))
+    return sorted(
+        p.name for p in root.rglob(".*") if p.name.endswith((".tmp", ".old")) or p.name.startswith(".patchcore-commit")
+    )
 
 
 def _set(node: dict, dotted: str, value: object) -> None:
@@ -145,7 +156,12 @@ def _set(node: dict, dotted: str, value: object) -> None:
 
 @pytest.fixture(scope="module")
 def trained(sample_root, tmp_path_factory) -> Path:
-    changes = {"run.categories": ["hazelnut_toy"], "coreset.holdout_folds": 2, "evaluate.bootstrap": 5, "extract.num_workers": 0}
+    changes = {
+        "run.categories": ["hazelnut_toy"],
+        "coreset.holdout_folds": 2,
+        "evaluate.bootstrap": 5,
+        "extract.num_workers": 0,
+    }
     return lite0_model(sample_root, tmp_path_factory.mktemp("drawn"), (4, 1, 1), **changes)
 
 
@@ -185,7 +201,9 @@ def test_drawn_model_json_values_predict_or_are_one_line_and_write_nothing(train
         (model / "model.json").write_text(json.dumps(card))
         before = {p.name: p.read_bytes() for p in model.iterdir()}
         out = Path(scratch) / "out"
-        code, line = _run(Path(scratch), "predict", str(model), str(sample_root / "test/good/04.jpg"), "--out", str(out))
+        code, line = _run(
+            Path(scratch), "predict", str(model), str(sample_root / "test/good/04.jpg"), "--out", str(out)
+        )
         event(f"predict: exit {code}")
         assert code in (0, 2), (key, value, code, line)
         if code == 2:

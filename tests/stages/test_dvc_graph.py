@@ -46,8 +46,12 @@ def project(sample_root, tmp_path_factory) -> Project:
     root.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "patchcore"):  # the stage commands and the library their deps list
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data/bundled", root / "data/bundled")
+    # what the project holds beside the stages' code, so a test can touch it
+    shutil.copytree(REPO / "bench", root / "bench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "README.md", root / "README.md")
     p = Project(root)
     p.edit(
         **{
@@ -80,9 +84,45 @@ def project(sample_root, tmp_path_factory) -> Project:
     return p
 
 
+EVALUATE_AND_EXPORT = {f"{stage}@widget-{b}" for stage in ("evaluate", "export") for b in (B0, B1)}
+
+
+@pytest.mark.parametrize(
+    ("path", "reached"),
+    [
+        ("patchcore/apps/service/app.py", set()),  # the service
+        ("patchcore/apps/service/history.py", set()),
+        ("patchcore/apps/cli.py", set()),  # the CLI's commands beside the stages
+        ("patchcore/apps/predict.py", set()),
+        ("patchcore/apps/service/assets/index.html", set()),  # the review page
+        ("patchcore/apps/service/assets/app.js", set()),
+        ("README.md", set()),
+        ("bench/serve.py", set()),
+        ("bench/README.md", set()),
+        ("patchcore/core/scoring.py", EVALUATE_AND_EXPORT),  # what scores patches: evaluate and export only
+    ],
+)
+def test_a_comment_reruns_only_the_stages_whose_code_it_is(project, path, reached):
+    file = project.root / path
+    before = file.read_bytes()
+    comment = {".py": b"\n# a comment\n", ".js": b"\n// a comment\n", ".html": b"\n<!-- a comment -->\n"}
+    file.write_bytes(before + comment.get(file.suffix, b"\n<!-- a comment -->\n"))
+    try:
+        dry = set(re.findall(r"Running stage '([^']+)'", project.sh("dvc", "repro", "--dry")))
+    finally:
+        file.write_bytes(before)
+    assert dry == reached, f"a comment in {path} would rerun {sorted(dry)}"
+
+
 def test_a_backbone_edit_reruns_only_its_branch(project):
     project.edit(**{f"backbones.{B1}.target_dim": 100})
-    assert project.repro() == {f"extract@widget-{B1}", f"coreset@widget-{B1}", f"evaluate@widget-{B1}", f"export@widget-{B1}", "summarize"}
+    assert project.repro() == {
+        f"extract@widget-{B1}",
+        f"coreset@widget-{B1}",
+        f"evaluate@widget-{B1}",
+        f"export@widget-{B1}",
+        "summarize",
+    }
 
 
 def test_coreset_settings_rerun_coreset_and_evaluate_not_extract(project):
@@ -131,13 +171,24 @@ def test_adding_a_backbone_runs_only_its_stages(project):
     assert project.repro() == {"summarize"}
     project.edit(**{"run.backbones": [B0, "efficientnet_lite2"]})
     b2 = "efficientnet_lite2"
-    assert project.repro() == {f"extract@widget-{b2}", f"coreset@widget-{b2}", f"evaluate@widget-{b2}", f"export@widget-{b2}", "summarize"}
+    assert project.repro() == {
+        f"extract@widget-{b2}",
+        f"coreset@widget-{b2}",
+        f"evaluate@widget-{b2}",
+        f"export@widget-{b2}",
+        "summarize",
+    }
     assert set(project.summary()) == {"dataset", B0, b2}
 
 
 def _lock_check(root: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO / ".ci/dvc_lock_check.py"), str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, str(REPO / ".ci/dvc_lock_check.py"), str(root)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

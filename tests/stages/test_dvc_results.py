@@ -29,9 +29,16 @@ def test_exp_show_lists_every_categorys_metrics():
 def test_plots_overlay_the_backbones_and_draw_pr_pro_and_confusion(tmp_path):
     ids = set(_dvc_json("plots", "show", "--split", "--out", str(tmp_path))["data"])  # image copies go to tmp_path
     for curve in ("roc", "pr", "pro"):
-        assert f"dvc.yaml::plots/overlay/{curve}/hazelnut_surface.json" in ids or f"plots/overlay/{curve}/hazelnut_surface.json" in ids, sorted(ids)
+        assert (
+            f"dvc.yaml::plots/overlay/{curve}/hazelnut_surface.json" in ids
+            or f"plots/overlay/{curve}/hazelnut_surface.json" in ids
+        ), sorted(ids)
     for name in ("pr.json", "pro.json", "scores.csv"):
         assert f"plots/sample/efficientnet_lite2/hazelnut_surface/{name}" in ids, sorted(ids)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    confusion = [p for p in stages["stages"]["evaluate"]["plots"] if isinstance(p, dict) and any(k.endswith("scores.csv") for k in p)]
+    confusion = [
+        p
+        for p in stages["stages"]["evaluate"]["plots"]
+        if isinstance(p, dict) and any(k.endswith("scores.csv") for k in p)
+    ]
     assert next(iter(confusion[0].values()))["template"] == "confusion"

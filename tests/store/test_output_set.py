@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import UsageError
-from stages.store.atomic import atomic_dir, atomic_path, write_json
-from stages.store.output_set import output_set
+from patchcore.errors import UsageError
+from patchcore.store.atomic import atomic_dir, atomic_path, write_json
+from patchcore.store.output_set import output_set
 
 from helpers import REPO
 
@@ -81,7 +81,7 @@ import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from test_output_set import _outputs, _write
-from stages.store import output_set as module
+from patchcore.store import output_set as module
 files, folders = _outputs(Path(sys.argv[1]))
 real, done = module._put, []
 def put(tmp, target, folder):
@@ -106,7 +106,11 @@ def _killed_mid_commit(root: Path) -> tuple[list[Path], list[Path]]:
         env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
     )
     assert killed.returncode == -9
-    assert sorted(_state(files, folders)) == ["new", "old", "old"]  # what a kill mid-commit leaves, until a run or reader completes it
+    assert sorted(_state(files, folders)) == [
+        "new",
+        "old",
+        "old",
+    ]  # what a kill mid-commit leaves, until a run or reader completes it
     return files, folders
 
 
@@ -138,7 +142,7 @@ def test_a_journal_naming_files_outside_the_set_moves_nothing(tmp_path):
 def test_a_reader_finishes_a_killed_commit_before_it_reads(tmp_path):
     """summarize, export and predict read what evaluate wrote: right after a kill between evaluate's renames they
     must see the whole new set (settle), never new metrics beside old pictures."""
-    from stages.store.output_set import settle
+    from patchcore.store.output_set import settle
 
     files, folders = _killed_mid_commit(tmp_path)
     settle([files[0]])  # a reader of one file of the set: the journal beside it completes all of it
@@ -148,7 +152,7 @@ def test_a_reader_finishes_a_killed_commit_before_it_reads(tmp_path):
 
 
 def test_a_reader_refuses_a_journal_it_cannot_complete(tmp_path):
-    from stages.store.output_set import settle
+    from patchcore.store.output_set import settle
 
     files, folders = _outputs(tmp_path)
     with output_set(files, folders):

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 
-from stages.core.localization import count_pixels
-from stages.core.metrics import image_ap
-from stages.store import plot_data
+from patchcore.core.localization import count_pixels
+from patchcore.core.metrics import image_ap
+from patchcore.store import plot_data
 
 from helpers import REPO
 
@@ -31,7 +31,9 @@ def test_image_ap_is_the_stepwise_sum_over_thresholds_and_pr_rows_are_its_points
     assert abs(image_ap(labels, scores) - expected) < 1e-12
     rows = plot_data.image_curves(labels, scores)["pr"]
     got = {(row["recall"], row["precision"]) for row in rows}
-    assert {(round(r, 6), round(p, 6)) for r, p in points} <= got and len(got - {(round(r, 6), round(p, 6)) for r, p in points}) <= 1
+    assert {(round(r, 6), round(p, 6)) for r, p in points} <= got and len(
+        got - {(round(r, 6), round(p, 6)) for r, p in points}
+    ) <= 1
     assert [row["recall"] for row in rows] == sorted(row["recall"] for row in rows)  # read left to right
 
 
@@ -43,7 +45,10 @@ def test_pro_points_run_from_origin_to_one_one_and_only_rise():
     fpr, pro = np.array([r["fpr"] for r in rows]), np.array([r["pro"] for r in rows])
     assert (fpr[0], pro[0]) == (0.0, 0.0) and (fpr[-1], pro[-1]) == (1.0, 1.0)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(pro) >= 0)
-    assert plot_data.pro_points(None) == [] and plot_data.image_curves(np.zeros(4), np.arange(4.0)) == {"roc": [], "pr": []}
+    assert plot_data.pro_points(None) == [] and plot_data.image_curves(np.zeros(4), np.arange(4.0)) == {
+        "roc": [],
+        "pr": [],
+    }
 
 
 def test_scores_csv_carries_what_the_confusion_template_counts(tmp_path):

@@ -1,0 +1,3 @@
+from patchcore.apps.cli import main
+
+main()

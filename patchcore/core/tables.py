@@ -1,0 +1,83 @@
+"""Stage `summarize` and the metric gate: tables over backbones and categories (pure dict code)."""
+
+from __future__ import annotations
+
+import math
+
+METRICS = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
+SOURCE_OF = {
+    "f1_at_threshold": "threshold_metrics.f1",
+    "false_reject_rate": "threshold_metrics.false_reject_rate",
+}  # summary key -> record key
+
+
+def describe_features(features: dict) -> str:
+    """One line for the aggregation a metric was computed with, e.g. 'patch 3, border zeros, layers equal (1024
+    each)'."""
+    layers = features["layer_weighting"] + (f" ({features['layer_dim']} each)" if features.get("layer_dim") else "")
+    return f"patch {features['patchsize']}, border {features['border']}, layers {layers}"
+
+
+def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
+    """results[backbone][category] -> one evaluate record. Returns the summary keyed by backbone then category."""
+    summary: dict = {"dataset": dataset}
+    for backbone, per_category in results.items():
+        entry: dict = {}
+        weights = sorted({r["weights"] for r in per_category.values()})
+        entry["weights"] = "; ".join(weights)
+        entry["features"] = "; ".join(
+            sorted({describe_features(r["features"]) for r in per_category.values() if "features" in r})
+        )
+        for category, record in per_category.items():
+            entry[category] = {m: record.get(m) for m in METRICS}
+            entry[category]["ci95"] = record.get("ci95", {})
+            if record.get("threshold_metrics"):
+                entry[category]["f1_at_threshold"] = record["threshold_metrics"]["f1"]
+                entry[category]["false_reject_rate"] = record["threshold_metrics"].get("false_reject_rate")
+            # a good-only category has no AUROC: the summary says why instead of leaving a bare null
+            reasons = record.get("null_reasons", {})
+            nulls = {
+                k: reasons.get(SOURCE_OF.get(k, k), "not reported") for k, v in entry[category].items() if v is None
+            }
+            if nulls:
+                entry[category]["null_reasons"] = nulls
+        entry["mean"] = {}
+        for m in METRICS:
+            values = [r[m] for r in per_category.values() if r.get(m) is not None]
+            entry["mean"][m] = round(sum(values) / len(values), 6) if values else None
+        summary[backbone] = entry
+    return summary
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def gate(current: dict, baseline: dict, tolerance: float) -> list[str]:
+    """Problems found when ``current`` is compared with the committed ``baseline``; empty means pass.
+
+    Every AUROC and AUPRO in the baseline must still be there and within ``tolerance``. A
+    committed null (a good-only category's AUROC) is no number to keep: it may stay null.
+    """
+    now, before = _flatten(current), _flatten(baseline)
+    problems = []
+    for key, old in sorted(before.items()):
+        if not key.endswith(("auroc", "aupro")) or not isinstance(old, (int, float)) or ".ci95." in key:
+            continue
+        new = now.get(key)
+        if new is None and key in now:
+            parent, _, name = key.rpartition(".")
+            why = now.get(f"{parent}.null_reasons.{name}", "no reason given")
+            problems.append(f"{key}: committed {old}, now null ({why})")
+        elif not isinstance(new, (int, float)) or (isinstance(new, float) and math.isnan(new)):
+            problems.append(f"{key}: committed {old}, now missing")
+        elif abs(new - old) > tolerance:
+            problems.append(f"{key}: committed {old}, now {new} (moved {new - old:+.4f}, tolerance {tolerance})")
+    return problems

@@ -1,0 +1,110 @@
+"""Image decoding and the resize/crop/normalise steps shared by extraction, evaluation and predict."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
+
+from patchcore.config import BackboneSettings
+from patchcore.errors import UsageError
+
+# the one RGB conversion and crop box, shared with the copyable runtime so a line PC does exactly as extract did
+from patchcore.runtime import patchcore_onnx as runtime
+from patchcore.runtime.patchcore_onnx import to_rgb
+
+
+def _geometry(settings: BackboneSettings) -> list:
+    """Resize and centre-crop to the network's input, the steps every view of an image shares."""
+    return [
+        T.Resize(settings.resize, interpolation=T.InterpolationMode(settings.interpolation), antialias=True),
+        T.CenterCrop(settings.crop),
+    ]
+
+
+def image_transform(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> the normalised tensor the network takes.
+
+    The resize runs on the PIL image (Pillow's antialiased filters), as the reference code's
+    transforms do; the uint8 picture it makes is what an exported model takes as input, so a
+    program with Pillow alone feeds it the very pixels extract saw.
+    """
+    return T.Compose(
+        [
+            *_geometry(settings),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(mean=list(settings.mean), std=list(settings.std)),
+        ]
+    )
+
+
+def network_view(settings: BackboneSettings) -> T.Compose:
+    """PIL image -> PIL image as the network sees it (resized and cropped), for pictures."""
+    return T.Compose(_geometry(settings))
+
+
+def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The original image (height, width) = ``size`` as a box (x0, y0, x1, y1) in the network input's pixels: the
+    copyable runtime's, so evaluate, predict, the service and a line PC map back alike."""
+    height, width = size
+    return runtime.crop_box(width, height, settings.resize, settings.crop)
+
+
+# MVTec images are at most 1024 x 1024; anything past the runtime's limit is refused as a decompression bomb
+MAX_PIXELS = runtime.MAX_PIXELS
+
+
+def check_pixels(image: Image.Image, path: Path, fix: str) -> None:
+    """Refuse an opened (not yet decoded) image past MAX_PIXELS: a decompression bomb, for data sets and predict
+    alike."""
+    if image.width * image.height > MAX_PIXELS:
+        raise UsageError(
+            f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit (a decompression bomb?); {fix}"
+        )
+
+
+@contextlib.contextmanager
+def readable(name: object, fix: str = "replace it or download the data set again") -> Iterator[None]:
+    """A damaged image or mask (PIL raises OSError, SyntaxError, ValueError...) as one line naming it."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{name}: not a readable image ({exc.__class__.__name__}: {exc}); {fix}") from None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """An image as RGB, refused past MAX_PIXELS like every data set's images."""
+    with Image.open(path) as image:
+        check_pixels(image, path, "resize it")
+        return to_rgb(image)
+
+
+def mask_array(image: Image.Image) -> np.ndarray:
+    """A mask as bool (height, width): any non-zero pixel is defective (MVTec: 0/255, others 0/1)."""
+    if image.mode in ("P", "PA", "RGBA", "LA", "CMYK"):
+        image = image.convert("RGB")  # never let an opaque alpha channel mark every pixel
+    values = np.asarray(image)
+    return np.asarray(values.reshape(values.shape[0], values.shape[1], -1).any(axis=2))
+
+
+def load_mask(path: Path | None, settings: BackboneSettings) -> np.ndarray:
+    """A binary mask in the network's input geometry (resize + centre crop), as bool (crop, crop).
+
+    An image without a mask (a good one) gets an all-false mask.
+    """
+    if path is None:
+        return np.zeros((settings.crop, settings.crop), dtype=bool)
+    with Image.open(path) as image:
+        mask = torch.from_numpy(mask_array(image))[None].to(torch.uint8)
+    mask = TF.resize(mask, settings.resize, interpolation=T.InterpolationMode.NEAREST)
+    mask = TF.center_crop(mask, settings.crop)
+    return mask[0].numpy().astype(bool)

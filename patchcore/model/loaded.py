@@ -1,0 +1,177 @@
+"""A model held in memory to score images as they come: a model folder in torch, or an exported file.
+
+predict walks a list of files; the service gets one image per request and batches them. Both
+decide an image the same way (``decided``), so a served image gets predict's record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from patchcore.core import devices
+from patchcore.core.scoring import reweighting
+from patchcore.datasets.images import crop_box, image_transform, network_view
+from patchcore.engines.predict_worker import PredictWorker
+from patchcore.errors import UsageError, optional
+from patchcore.runtime import patchcore_onnx
+from patchcore.store.model_folder import ModelCard, load_model
+
+
+def decided(score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard) -> patchcore_onnx.Decision:
+    """One image's fields (score, verdict, regions, normalised score, threshold, size), its map at the original size and
+    its mask: the copyable runtime's record, with the model card's thresholds."""
+    meta = {"threshold": card.threshold, "pixel_threshold": card.pixel_threshold, "score_range": card.score_range}
+    return patchcore_onnx.record(score, amap, crop_box(card.backbone, (size[1], size[0])), size, meta)
+
+
+def check_weights(card: ModelCard, weights: str) -> None:
+    if weights != card.weights:
+        raise UsageError(
+            f"the model was made with weights '{card.weights}' but this machine now loads '{weights}'; use the same weights or rebuild the model"
+        )
+
+
+@dataclass
+class Scored:
+    """One image's result: predict's fields, its map at the original size, its mask, and the picture with its map for
+    the heatmap."""
+
+    entry: dict
+    omap: np.ndarray
+    mask: np.ndarray | None
+    picture: Image.Image  # the image as the network saw it (resized and cropped)
+    amap: np.ndarray  # the map on that picture
+
+
+class Model(Protocol):
+    """What predict and the service hold: a model folder in torch (TorchModel) or an exported file (OnnxModel)."""
+
+    runtime: str  # "torch" or "onnx"
+    heat_scale: float  # the map value drawn at full heat in the heatmaps
+
+    def describe(self) -> dict:
+        """The model as GET /v1/model shows it: data set, category, backbone, weights, thresholds, input size."""
+        ...
+
+    def score(self, images: list[Image.Image]) -> list[Scored]:
+        """RGB images of any sizes -> one result each, in order, in one forward pass."""
+        ...
+
+
+class TorchModel:
+    """A model folder (features/<dataset>/<category>/<backbone>/) scored in this process."""
+
+    runtime = "torch"
+
+    def __init__(self, model_dir: Path, device_name: str = "auto", threads: int = 0):
+        devices.resolve(device_name, "--device")  # a GPU asked for where there is none fails before the backbone loads
+        self.card, bank = load_model(model_dir)
+        args = PredictWorker.arguments(self.card, bank, device_name, threads or torch.get_num_threads())
+        self.worker = PredictWorker(*args)
+        weights, self.device = self.worker.identity()
+        check_weights(self.card, weights)
+        c = self.card
+        self.transform, self.view = image_transform(c.backbone), network_view(c.backbone)
+        self.reweight = reweighting(c.reweight_neighbours, len(bank))[0]  # beyond the bank: Eq. 7 off, as evaluate does
+        self.heat_scale = c.heat_scale
+        self.bank_rows = len(bank)
+
+    def describe(self) -> dict:
+        c = self.card
+        return {
+            "runtime": self.runtime,
+            "device": self.device,
+            "dataset": c.dataset,
+            "category": c.category,
+            "backbone": c.backbone.name,
+            "arch": c.backbone.arch,
+            "weights": c.weights,
+            "data": c.data,
+            "threshold": c.threshold,
+            "threshold_method": c.threshold_method,
+            "pixel_threshold": c.pixel_threshold,
+            "score_range": c.score_range,
+            "input_size": c.backbone.crop,
+            "bank_rows": self.bank_rows,
+        }
+
+    def score(self, images: list[Image.Image]) -> list[Scored]:
+        """RGB images (any sizes) -> one result each, in one forward pass."""
+        batch = torch.stack([self.transform(image) for image in images])
+        pictures = [self.view(image) for image in images]
+        scores, amaps = self.worker.predict(batch, self.reweight, self.card.backbone.crop, self.card.blur_sigma)
+        out = []
+        for image, picture, score, amap in zip(images, pictures, scores, amaps):
+            entry, omap, mask = decided(float(score), amap, image.size, self.card)
+            out.append(Scored(entry, omap, mask, picture, amap))
+        return out
+
+
+class OnnxModel:
+    """A model.onnx written by 'patchcore export', run by onnxruntime through the copyable runtime."""
+
+    runtime = "onnx"
+
+    def __init__(self, path: Path, threads: int = 0):
+        optional("onnxruntime", "--runtime onnx", "export")
+        if not path.is_file():
+            raise UsageError(
+                f"{path} not found; --runtime onnx takes a model.onnx written by 'patchcore export' (or its folder)"
+            )
+        try:
+            self.inspector = patchcore_onnx.Inspector(path, threads=threads or torch.get_num_threads())
+        except (
+            ValueError
+        ) as exc:  # the runtime's own checks of the metadata against the graph: their words name the field
+            raise UsageError(f"{path}: {exc}") from None
+        except Exception as exc:  # onnxruntime raises its own types for a damaged file
+            raise UsageError(
+                f"{path}: not a model file written by 'patchcore export' ({exc.__class__.__name__}: {str(exc)[:200]}); export it again"
+            ) from None
+        self.heat_scale = float(self.inspector.meta["heat_scale"])
+
+    def describe(self) -> dict:
+        m = self.inspector.meta
+        keys = (
+            "dataset",
+            "category",
+            "backbone",
+            "arch",
+            "weights",
+            "threshold",
+            "threshold_method",
+            "pixel_threshold",
+            "score_range",
+            "input_size",
+            "bank_rows",
+        )
+        return {
+            "runtime": self.runtime,
+            "device": "onnxruntime (CPU)",
+            **{k: m.get(k) for k in keys},
+            "data": m.get("data", {}),
+        }
+
+    def score(self, images: list[Image.Image]) -> list[Scored]:
+        pixels = [self.inspector.prepare(image) for image in images]
+        scores, amaps = self.inspector.run(np.stack(pixels))
+        out = []
+        for image, picture, score, amap in zip(images, pixels, scores, amaps):
+            entry, omap, mask = self.inspector.decide(float(score), amap, image.size)
+            out.append(Scored(entry, omap, mask, Image.fromarray(picture), amap))
+        return out
+
+
+def load(model: Path, runtime: str, device_name: str = "auto", threads: int = 0) -> Model:
+    """The model a service holds: a model folder (torch), or model.onnx or its folder (onnx)."""
+    if runtime == "onnx":
+        return OnnxModel(model / "model.onnx" if model.is_dir() else model, threads)
+    if runtime != "torch":
+        raise UsageError(f"--runtime must be torch or onnx, got {runtime!r}")
+    return TorchModel(model, device_name, threads)

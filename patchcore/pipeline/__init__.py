@@ -1,0 +1,1 @@
+"""What the stage commands compute: features, memory bank, test scores, metrics, pictures and the summary."""
