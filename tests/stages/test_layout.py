@@ -63,7 +63,7 @@ def test_imports_never_point_back_up(path):
                 f"{path}: the copyable runtime imports {module}; it may import only numpy, Pillow and onnxruntime"
             )
         assert RANKS[there] < RANKS[here], (
-            f"{path} ({here}) imports {module} ({there}): imports run from {there} down, not up"
+            f"{path} ({here}) imports {module} ({there}), a role not below it: imports run down only"
         )
 
 
