@@ -32,9 +32,9 @@ def main(params: Params, category: str, backbone: str) -> str:
         choose_thresholds,
         metrics_record,
         model_card,
-        pixel_metrics,
     )
     from patchcore.pipeline.pictures import decided, write_plots
+    from patchcore.pipeline.pixel_metrics import pixel_metrics
     from patchcore.pipeline.scored import score
     from patchcore.runtime.patchcore_onnx import CONNECTIVITY
     from patchcore.store import decisions, paths
@@ -54,8 +54,8 @@ def main(params: Params, category: str, backbone: str) -> str:
     files, folders = paths.evaluate_outputs(dataset, category, backbone)
     with output_set(files, folders):  # every output reserved now, all put in place together at the end
         scored = score(folder, bb.crop, settings, engine_settings.from_env())
-        pixel = pixel_metrics(scored, data_root, bb, settings)
         chosen, pixel_rule, reasons = choose_thresholds(scored, settings.threshold)
+        pixel = pixel_metrics(scored, data_root, bb, settings, None if pixel_rule is None else pixel_rule["threshold"])
         record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), reasons)
         threshold = None if chosen is None else chosen["threshold"]
         pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]

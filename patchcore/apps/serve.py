@@ -14,7 +14,18 @@ from patchcore.store import paths
 
 MIN_TOKEN = 16
 ARENAS = 2  # malloc arenas: the model thread and the image workers (backbones/allocator.py)
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "ci95", "image_ap", "test_images", "data", "weights")
+METRICS = (
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "aupro_005",
+    "full_size",
+    "ci95",
+    "image_ap",
+    "test_images",
+    "data",
+    "weights",
+)
 
 
 def checked_token(host: str, token: str | None) -> str | None:

@@ -103,8 +103,15 @@ def aupro(neg: np.ndarray, shares: np.ndarray, max_fpr: float = 0.3, weights: np
     if len(shares) == 0 or neg.sum() == 0 or (weights is not None and np.sum(weights) == 0):
         return None
     fpr, pro = pro_curve(neg, shares, weights)
+    return area_to(fpr, pro, max_fpr)
+
+
+def area_to(fpr: np.ndarray, pro: np.ndarray, max_fpr: float) -> float:
+    """The area under a (fpr, pro) curve from (0, 0) up to ``max_fpr`` (interpolated there), divided by max_fpr."""
     # Both rise along the curve; equal fpr values are vertical steps, which add no area.
     i = int(np.searchsorted(fpr, max_fpr, side="left"))  # points [0, i) lie below max_fpr
+    if i >= len(fpr):  # the curve ends before max_fpr: its last point holds on to it
+        return float(np.trapezoid(np.append(pro, pro[-1]), np.append(fpr, max_fpr)) / max_fpr)
     x0, y0, x1, y1 = fpr[i - 1], pro[i - 1], fpr[i], pro[i]
     end = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0) if x1 > x0 else y1
     x = np.append(fpr[:i], max_fpr)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-METRICS = ("image_auroc", "image_ap", "pixel_auroc", "aupro")
+METRICS = ("image_auroc", "image_ap", "pixel_auroc", "aupro", "aupro_005")
+FULL_SIZE = ("pixel_auroc", "aupro", "aupro_005", "seg_f1")  # at each image's own size (MVTec's definition)
+GATED = ("auroc", "aupro", "aupro_005", "seg_f1")  # the endings of the summary keys the gate holds
 SOURCE_OF = {
     "f1_at_threshold": "threshold_metrics.f1",
     "false_reject_rate": "threshold_metrics.false_reject_rate",
@@ -30,6 +32,7 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
         )
         for category, record in per_category.items():
             entry[category] = {m: record.get(m) for m in METRICS}
+            entry[category]["full_size"] = {m: record.get("full_size", {}).get(m) for m in FULL_SIZE}
             entry[category]["ci95"] = record.get("ci95", {})
             if record.get("threshold_metrics"):
                 entry[category]["f1_at_threshold"] = record["threshold_metrics"]["f1"]
@@ -39,12 +42,19 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
             nulls = {
                 k: reasons.get(SOURCE_OF.get(k, k), "not reported") for k, v in entry[category].items() if v is None
             }
+            for m, v in entry[category]["full_size"].items():
+                if v is None:
+                    nulls[f"full_size.{m}"] = reasons.get(f"full_size.{m}", reasons.get("full_size", "not reported"))
             if nulls:
                 entry[category]["null_reasons"] = nulls
         entry["mean"] = {}
         for m in METRICS:
             values = [r[m] for r in per_category.values() if r.get(m) is not None]
             entry["mean"][m] = round(sum(values) / len(values), 6) if values else None
+        entry["mean"]["full_size"] = {}
+        for m in FULL_SIZE:
+            values = [r["full_size"][m] for r in per_category.values() if r.get("full_size", {}).get(m) is not None]
+            entry["mean"]["full_size"][m] = round(sum(values) / len(values), 6) if values else None
         summary[backbone] = entry
     return summary
 
@@ -63,13 +73,13 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
 def gate(current: dict, baseline: dict, tolerance: float) -> list[str]:
     """Problems found when ``current`` is compared with the committed ``baseline``; empty means pass.
 
-    Every AUROC and AUPRO in the baseline must still be there and within ``tolerance``. A
+    Every AUROC, AU-PRO and segmentation F1 in the baseline must still be there and within ``tolerance``. A
     committed null (a good-only category's AUROC) is no number to keep: it may stay null.
     """
     now, before = _flatten(current), _flatten(baseline)
     problems = []
     for key, old in sorted(before.items()):
-        if not key.endswith(("auroc", "aupro")) or not isinstance(old, (int, float)) or ".ci95." in key:
+        if not key.endswith(GATED) or not isinstance(old, (int, float)) or ".ci95." in key:
             continue
         new = now.get(key)
         if new is None and key in now:

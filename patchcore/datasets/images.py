@@ -108,3 +108,16 @@ def load_mask(path: Path | None, settings: BackboneSettings) -> np.ndarray:
     mask = TF.resize(mask, settings.resize, interpolation=T.InterpolationMode.NEAREST)
     mask = TF.center_crop(mask, settings.crop)
     return mask[0].numpy().astype(bool)
+
+
+def load_full_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A binary mask at its own size, as bool (height, width); it must be its image's (height, width) ``size``."""
+    with Image.open(path) as image:
+        check_pixels(image, path, "resize it to its image's size")
+        mask = mask_array(image)
+    if mask.shape != size:
+        raise UsageError(
+            f"{path}: the mask is {mask.shape[1]} x {mask.shape[0]} pixels but its image is {size[1]} x {size[0]}; "
+            "a mask must have its image's size"
+        )
+    return mask

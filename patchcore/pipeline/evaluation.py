@@ -4,24 +4,14 @@ the plots."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
 
 from patchcore.config import AggregationSettings, BackboneSettings, EvaluateSettings
 from patchcore.config.settings import ThresholdSettings
 from patchcore.core import records, thresholds
-from patchcore.core.localization import (
-    PixelCounts,
-    aupro,
-    count_pixels,
-    region_shares,
-)
-from patchcore.core.metrics import bootstrap, image_ap, image_auroc, pixel_auroc
-from patchcore.datasets.images import load_mask, readable
+from patchcore.core.metrics import image_ap, image_auroc
 from patchcore.datasets.layout import PROVENANCE
 from patchcore.errors import UsageError
+from patchcore.pipeline.pixel_metrics import PixelMetrics
 from patchcore.pipeline.scored import Scored
 from patchcore.runtime.patchcore_onnx import CONNECTIVITY
 from patchcore.store.model_folder import ModelCard, ModelFolder, compare
@@ -37,44 +27,12 @@ def check_features(folder: ModelFolder, expected: dict) -> None:
     compare({**expected, **known}, "params.yaml", prints["bank.h5"], str(folder.bank))
 
 
-class PixelMetrics(NamedTuple):
-    """The test set's pixel-level results; defective images without a mask are left out of them.
-
-    ``auroc`` and ``aupro`` are None where no test image has a defect pixel; ``intervals`` holds the bootstrap's
-    95% intervals by metric name; ``counts`` the per-threshold pixel counts (None without a defect pixel);
-    ``mask_of`` maps a test image's row to its (H, W) boolean ground truth at the network's resolution
-    (good images all False, unmasked defects absent).
-    """
-
-    auroc: float | None
-    aupro: float | None
-    intervals: dict
-    counts: PixelCounts | None
-    mask_of: dict[int, np.ndarray]
-
-
-def pixel_metrics(s: Scored, data_root: Path, backbone: BackboneSettings, settings: EvaluateSettings) -> PixelMetrics:
-    """Pixel AUROC, AUPRO and bootstrap intervals; defective images without a mask are left out."""
-    n = len(s.labels)
-    pixel_rows = np.array([i for i in range(n) if s.labels[i] == 0 or s.masks[i]], dtype=np.int64)
-    masks = []
-    for i in pixel_rows:
-        with readable(data_root / s.masks[i]):
-            masks.append(load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone))
-    counts = pix = pro = None
-    if masks and np.any(masks):  # a good-only category has no defect pixel to measure
-        pixel_masks, pixel_maps = np.stack(masks), s.maps[pixel_rows]
-        counts = count_pixels(pixel_masks, pixel_maps)
-        pix = pixel_auroc(pixel_masks, pixel_maps)
-        pro = aupro(counts.neg.sum(0), region_shares(counts.regions), settings.max_fpr)
-    both = records.no_auroc(s.labels) is None
-    intervals = (
-        bootstrap(s.labels, s.scores, pixel_rows, counts, settings.bootstrap, settings.seed, settings.max_fpr)
-        if settings.bootstrap and both
-        else {}
-    )
-    mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
-    return PixelMetrics(pix, pro, intervals, counts, mask_of)
+def _image_size(s: Scored) -> dict | None:
+    """The test images' sizes: the smallest and largest width and height, in pixels."""
+    if not len(s.sizes):
+        return None
+    heights, widths = s.sizes[:, 0], s.sizes[:, 1]
+    return {"width": [int(widths.min()), int(widths.max())], "height": [int(heights.min()), int(heights.max())]}
 
 
 def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict) -> dict:
@@ -85,8 +43,12 @@ def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict) -> dict:
         reasons.update({"image_auroc": no_auroc, "image_ap": no_auroc, "ci95": no_auroc})
     if no_pixel:
         why = "no defect masks among the test images" if len(s.labels) else no_auroc
-        for key in ("pixel_auroc", "aupro", "ci95.pixel_auroc", "ci95.aupro"):
+        for key in ("pixel_auroc", "aupro", "aupro_005", "full_size", "ci95.pixel_auroc", "ci95.aupro"):
             reasons.setdefault(key, why)
+    # the segmentation F1 binarises at the label-free pixel threshold: null with it, for its reason
+    reasons.setdefault("full_size.seg_f1", reasons.get("pixel_threshold", "no pixel threshold"))
+    if not len(s.labels):
+        reasons["image_size"] = "no test images"
     reasons.setdefault("ci95", "a resample without defect pixels gives no pixel AUROC or AUPRO")
     if data.get("source") is None:
         reasons["data"] = (
@@ -137,6 +99,10 @@ def metrics_record(
         "image_ap": None if no_auroc else round(image_ap(s.labels, s.scores), 6),
         "pixel_auroc": None if pix is None else round(pix, 6),
         "aupro": None if pro is None else round(pro, 6),
+        "aupro_005": None if pixel.aupro_005 is None else round(pixel.aupro_005, 6),
+        "full_size": pixel.full_size,
+        "image_size": _image_size(s),
+        "geometry": {"name": "resize_crop", "resize": backbone.resize, "crop": backbone.crop},
         "ci95": pixel.intervals,
         "bootstrap_resamples": settings.bootstrap,
         "aupro_max_fpr": settings.max_fpr,

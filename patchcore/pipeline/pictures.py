@@ -11,7 +11,7 @@ import numpy as np
 from patchcore.config import BackboneSettings
 from patchcore.core.localization import roc_from_counts
 from patchcore.datasets.images import crop_box, load_rgb, network_view, readable
-from patchcore.pipeline.evaluation import PixelMetrics
+from patchcore.pipeline.pixel_metrics import PixelMetrics
 from patchcore.pipeline.scored import Scored
 from patchcore.runtime.patchcore_onnx import decide, verdict
 from patchcore.store import figures, plot_data

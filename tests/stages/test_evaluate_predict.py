@@ -114,3 +114,48 @@ def test_predict_refuses_another_aggregation_and_a_model_card_that_does_not_vali
         and "unknown key 'treshold'" in result.stderr
         and "did you mean 'threshold'?" in result.stderr
     )
+
+
+def test_full_size_metrics_are_those_of_the_masks_evaluate_writes(trained):
+    """The record's segmentation F1 is the F1 of the very masks evaluate writes (at each image's own size) against
+    the data set's ground truth; the record names the images' sizes and the geometry it ran with."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.metrics import f1_score
+
+    record = json.loads((trained / "metrics/sample/efficientnet_lite0/hazelnut_toy.json").read_text())
+    regions = json.loads((trained / "plots/sample/efficientnet_lite0/hazelnut_toy/regions.json").read_text())
+    root = trained / "data/sample/hazelnut_toy"
+    truth, flagged = [], []
+    for entry in regions["images"]:
+        image = entry["image"]
+        if not image.startswith("test/good/") and not (root / _truth_of(image)).is_file():
+            continue  # a defect without a mask takes no part in pixel metrics
+        with Image.open(root / image) as im:
+            size = (im.height, im.width)
+        gt = (
+            np.zeros(size, bool)
+            if image.startswith("test/good/")
+            else np.asarray(Image.open(root / _truth_of(image))) > 0
+        )
+        written = np.asarray(Image.open(trained / entry["mask"])) > 0
+        assert written.shape == gt.shape == size
+        truth.append(gt.ravel())
+        flagged.append(written.ravel())
+    expected = f1_score(np.concatenate(truth), np.concatenate(flagged))
+    full = record["full_size"]
+    assert full["seg_f1"] == pytest.approx(expected, abs=1e-6)
+    assert set(full) == {"pixel_auroc", "aupro", "aupro_005", "seg_f1"} and 0.5 < full["aupro"] <= 1.0
+    assert 0.0 <= record["aupro_005"] <= 1.0 and 0.0 <= full["aupro_005"] <= 1.0
+    import yaml
+
+    lite0 = yaml.safe_load((trained / "params.yaml").read_text())["backbones"]["efficientnet_lite0"]
+    assert record["geometry"] == {"name": "resize_crop", "resize": lite0["resize"], "crop": lite0["crop"]}
+    widths, heights = record["image_size"]["width"], record["image_size"]["height"]
+    assert widths[0] <= widths[1] and heights[0] <= heights[1] and widths[0] > 0
+
+
+def _truth_of(image: str) -> str:
+    """test/<defect>/<name>.<ext> -> ground_truth/<defect>/<name>.png (this sample's layout)."""
+    _, defect, name = image.split("/")
+    return f"ground_truth/{defect}/{name.rsplit('.', 1)[0]}.png"

@@ -102,12 +102,17 @@ def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
         "image_ap": None,
         "pixel_auroc": None,
         "aupro": None,
+        "aupro_005": None,
+        "full_size": {"pixel_auroc": None, "aupro": None, "aupro_005": None, "seg_f1": None},
         "threshold_metrics": {"f1": None, "false_reject_rate": 0.0},
         "null_reasons": {
             "image_auroc": "no defective test images",
             "image_ap": "no defective test images",
             "pixel_auroc": "no masks",
             "aupro": "no masks",
+            "aupro_005": "no masks",
+            "full_size": "no masks",
+            "full_size.seg_f1": "no pixel threshold",
             "threshold_metrics.f1": "no defects",
         },
     }
@@ -117,16 +122,26 @@ def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
         "image_ap": 0.95,
         "pixel_auroc": 0.8,
         "aupro": 0.7,
+        "aupro_005": 0.4,
+        "full_size": {"pixel_auroc": 0.81, "aupro": 0.69, "aupro_005": 0.39, "seg_f1": 0.3},
         "threshold_metrics": {"f1": 0.5, "false_reject_rate": 0.1},
     }
     summary = summarize("d", {"b": {"g": good_only, "l": labelled}})["b"]
-    assert summary["mean"] == {"image_auroc": 0.9, "image_ap": 0.95, "pixel_auroc": 0.8, "aupro": 0.7}
+    full = {"pixel_auroc": 0.81, "aupro": 0.69, "aupro_005": 0.39, "seg_f1": 0.3}
+    means = {"image_auroc": 0.9, "image_ap": 0.95, "pixel_auroc": 0.8, "aupro": 0.7, "aupro_005": 0.4}
+    assert summary["mean"] == {**means, "full_size": full}
+    assert summary["l"]["full_size"] == full
     assert summary["g"]["image_auroc"] is None and summary["g"]["false_reject_rate"] == 0.0
     assert summary["g"]["null_reasons"] == {
         "image_auroc": "no defective test images",
         "image_ap": "no defective test images",
         "pixel_auroc": "no masks",
         "aupro": "no masks",
+        "aupro_005": "no masks",
         "f1_at_threshold": "no defects",
+        "full_size.pixel_auroc": "no masks",
+        "full_size.aupro": "no masks",
+        "full_size.aupro_005": "no masks",
+        "full_size.seg_f1": "no pixel threshold",
     }
     assert "null_reasons" not in summary["l"]
