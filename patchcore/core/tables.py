@@ -47,16 +47,17 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
                     nulls[f"full_size.{m}"] = reasons.get(f"full_size.{m}", reasons.get("full_size", "not reported"))
             if nulls:
                 entry[category]["null_reasons"] = nulls
-        entry["mean"] = {}
-        for m in METRICS:
-            values = [r[m] for r in per_category.values() if r.get(m) is not None]
-            entry["mean"][m] = round(sum(values) / len(values), 6) if values else None
-        entry["mean"]["full_size"] = {}
-        for m in FULL_SIZE:
-            values = [r["full_size"][m] for r in per_category.values() if r.get("full_size", {}).get(m) is not None]
-            entry["mean"]["full_size"][m] = round(sum(values) / len(values), 6) if values else None
+        full = [r.get("full_size", {}) for r in per_category.values()]
+        entry["mean"] = {m: _mean([r.get(m) for r in per_category.values()]) for m in METRICS}
+        entry["mean"]["full_size"] = {m: _mean([f.get(m) for f in full]) for m in FULL_SIZE}
         summary[backbone] = entry
     return summary
+
+
+def _mean(values: list) -> float | None:
+    """The mean of the numbers among ``values`` (None where a category has none), or None without any."""
+    numbers = [v for v in values if v is not None]
+    return round(sum(numbers) / len(numbers), 6) if numbers else None
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:

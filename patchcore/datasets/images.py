@@ -96,18 +96,12 @@ def mask_array(image: Image.Image) -> np.ndarray:
     return np.asarray(values.reshape(values.shape[0], values.shape[1], -1).any(axis=2))
 
 
-def load_mask(path: Path | None, settings: BackboneSettings) -> np.ndarray:
-    """A binary mask in the network's input geometry (resize + centre crop), as bool (crop, crop).
-
-    An image without a mask (a good one) gets an all-false mask.
-    """
-    if path is None:
-        return np.zeros((settings.crop, settings.crop), dtype=bool)
-    with Image.open(path) as image:
-        mask = torch.from_numpy(mask_array(image))[None].to(torch.uint8)
-    mask = TF.resize(mask, settings.resize, interpolation=T.InterpolationMode.NEAREST)
-    mask = TF.center_crop(mask, settings.crop)
-    return mask[0].numpy().astype(bool)
+def network_mask(mask: np.ndarray, settings: BackboneSettings) -> np.ndarray:
+    """A (height, width) bool mask in the network's input geometry (resize + centre crop), as bool (crop, crop)."""
+    tensor = torch.from_numpy(mask)[None].to(torch.uint8)
+    tensor = TF.resize(tensor, settings.resize, interpolation=T.InterpolationMode.NEAREST)
+    tensor = TF.center_crop(tensor, settings.crop)
+    return tensor[0].numpy().astype(bool)
 
 
 def load_full_mask(path: Path, size: tuple[int, int]) -> np.ndarray:

@@ -12,7 +12,7 @@ from patchcore.config import BackboneSettings, EvaluateSettings
 from patchcore.core import full_size, records
 from patchcore.core.localization import PixelCounts, aupro, count_pixels, region_shares
 from patchcore.core.metrics import bootstrap, pixel_auroc
-from patchcore.datasets.images import crop_box, load_full_mask, load_mask, readable
+from patchcore.datasets.images import crop_box, load_full_mask, network_mask, readable
 from patchcore.pipeline.scored import Scored
 from patchcore.runtime.patchcore_onnx import to_original
 
@@ -45,10 +45,12 @@ def pixel_metrics(
     segmentation F1 at ``pixel_threshold``); defective images without a mask are left out."""
     n = len(s.labels)
     pixel_rows = np.array([i for i in range(n) if s.labels[i] == 0 or s.masks[i]], dtype=np.int64)
-    masks = []
+    masks, full_masks = [], []  # each mask read once: in the network's view and at its image's own size
     for i in pixel_rows:
+        size = (int(s.sizes[i][0]), int(s.sizes[i][1]))
         with readable(data_root / s.masks[i]):
-            masks.append(load_mask(data_root / s.masks[i] if s.masks[i] else None, backbone))
+            full_masks.append(load_full_mask(data_root / s.masks[i], size) if s.masks[i] else np.zeros(size, bool))
+        masks.append(network_mask(full_masks[-1], backbone))
     counts = pix = pro = pro_small = None
     if masks and np.any(masks):  # a good-only category has no defect pixel to measure
         pixel_masks, pixel_maps = np.stack(masks), s.maps[pixel_rows]
@@ -63,21 +65,21 @@ def pixel_metrics(
         else {}
     )
     mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
-    full = _full_size(s, data_root, backbone, pixel_rows, settings.max_fpr, pixel_threshold)
+    full = _full_size(s, backbone, pixel_rows, full_masks, settings.max_fpr, pixel_threshold)
     return PixelMetrics(pix, pro, intervals, counts, mask_of, pro_small, full)
 
 
 def _full_size(
-    s: Scored, root: Path, backbone: BackboneSettings, rows: np.ndarray, max_fpr: float, pixel_threshold: float | None
+    s: Scored,
+    backbone: BackboneSettings,
+    rows: np.ndarray,
+    masks: list[np.ndarray],
+    max_fpr: float,
+    pixel_threshold: float | None,
 ) -> dict:
     """The pixel metrics at each image's own size: its map taken back as predict and the masks take it (0 outside
-    the crop), its mask as the data set holds it."""
-    maps, masks = [], []
-    for i in rows:
-        size = (int(s.sizes[i][0]), int(s.sizes[i][1]))
-        maps.append(to_original(s.maps[i], crop_box(backbone, size), size))
-        with readable(root / s.masks[i]):
-            masks.append(load_full_mask(root / s.masks[i], size) if s.masks[i] else np.zeros(size, dtype=bool))
+    the crop), against ``masks``, the rows' masks as the data set holds them."""
+    maps = [to_original(s.maps[i], crop_box(backbone, m.shape), m.shape) for i, m in zip(rows, masks)]
 
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 6)
