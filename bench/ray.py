@@ -77,7 +77,7 @@ def main() -> None:
                 n_images = done["images"]
                 memory_bank.run(folder.train, folder.bank, params.coreset)
                 began = time.perf_counter()
-                scored.score(folder, settings.crop, params.evaluate, engine)
+                scored.score(folder, settings, params.evaluate, engine)
                 rows[name].append((done["seconds"], time.perf_counter() - began, _digest(folder.root)))
                 print(
                     f"round {r + 1}: {name}: extract {done['seconds']:.1f} s, evaluate scoring {rows[name][-1][1]:.1f} s",

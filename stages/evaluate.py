@@ -53,7 +53,7 @@ def main(params: Params, category: str, backbone: str) -> str:
     out = paths.metrics_file(dataset, category, backbone)
     files, folders = paths.evaluate_outputs(dataset, category, backbone)
     with output_set(files, folders):  # every output reserved now, all put in place together at the end
-        scored = score(folder, bb.crop, settings, engine_settings.from_env())
+        scored = score(folder, bb, settings, engine_settings.from_env())
         chosen, pixel_rule, reasons = choose_thresholds(scored, settings.threshold)
         pixel = pixel_metrics(scored, data_root, bb, settings, None if pixel_rule is None else pixel_rule["threshold"])
         record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), reasons)

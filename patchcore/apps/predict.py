@@ -17,14 +17,14 @@ from PIL import Image
 from patchcore.config import Params
 from patchcore.core import devices
 from patchcore.core.scoring import reweighting
-from patchcore.datasets.images import image_transform, load_rgb, network_view, readable
+from patchcore.datasets.images import load_rgb, prepared, readable
 from patchcore.datasets.layout import check_regular, is_image_file
 from patchcore.engines import ray_pool as engines
 from patchcore.engines import settings as engine_settings
 from patchcore.engines.predict_worker import PredictWorker
 from patchcore.engines.settings import EngineSettings
 from patchcore.errors import UsageError
-from patchcore.model.loaded import OnnxModel, check_weights, decided
+from patchcore.model.loaded import OnnxModel, batch_of, check_weights, decided
 from patchcore.store import decisions, figures
 from patchcore.store.atomic import atomic_dir, atomic_path
 from patchcore.store.model_folder import ModelCard, load_model
@@ -57,10 +57,11 @@ def settings_note(card: ModelCard, model_dir: Path, params: Params | None) -> st
 
 
 def _decoded(
-    images: list[Path], prepare: Callable[[Image.Image], T], failures: list[str]
+    images: list[Path], prepare: Callable[[Image.Image, Path], T], failures: list[str]
 ) -> Iterator[list[tuple[Path, T, tuple[int, int]]]]:
-    """(path, prepare(image), original size) of each readable image, BATCH at a time (memory does not grow
-    with their number); unreadable files are reported in ``failures`` and skipped."""
+    """(path, prepare(image, path), original size) of each readable image, BATCH at a time (memory does not grow
+    with their number); unreadable files and images too large for the geometry are reported in ``failures`` and
+    skipped."""
     for first in range(0, len(images), BATCH):
         group = []
         for path in images[first : first + BATCH]:
@@ -68,19 +69,19 @@ def _decoded(
                 with readable(path, "skipped"):  # one bad file must not stop the others
                     check_regular(path, "skipped")
                     image = load_rgb(path)
-                    group.append((path, prepare(image), image.size))
+                    group.append((path, prepare(image, path), image.size))
             except UsageError as exc:
                 failures.append(f"{exc}; skipped" if not str(exc).endswith("skipped") else str(exc))
         if group:
             yield group
 
 
-def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -> Iterator[torch.Tensor]:
-    """Normalised images, BATCH at a time; each group's paths and pictures are appended to ``decoded``."""
-    transform, view = image_transform(settings), network_view(settings)
-    for group in _decoded(images, lambda image: (transform(image), view(image)), failures):
-        decoded.append([(path, picture, size) for path, (_, picture), size in group])
-        yield torch.stack([x for _, (x, _), _ in group])
+def _groups(images: list[Path], settings, decoded: deque, failures: list[str]) -> Iterator[tuple]:
+    """(uint8 network inputs, each image's first input) BATCH images at a time; each group's paths, Prepared and
+    sizes are appended to ``decoded``."""
+    for group in _decoded(images, lambda image, path: prepared(settings, image, path), failures):
+        decoded.append(group)
+        yield batch_of([item for _, item, _ in group])
 
 
 PICTURES = ("heatmaps", "masks", "maps")  # the folders of one run under --out, swapped in whole when it ends
@@ -153,14 +154,21 @@ def run(
         decoded: deque = deque()  # the groups sent and not yet scored: their paths, pictures and original sizes
         # a card's b beyond its bank: Eq. 7 off, as evaluate does
         b = reweighting(card.reweight_neighbours, len(bank))[0]
-        shards = ((stack, b, settings.crop, card.blur_sigma) for stack in _groups(images, settings, decoded, failures))
+        shards = (
+            (pixels, starts, b, settings.crop, card.blur_sigma)
+            for pixels, starts in _groups(images, settings, decoded, failures)
+        )
         records: list[dict] = []
         for scores, amaps in scorer.map(PredictWorker.predict, shards):
-            for (path, picture, size), score, amap in zip(decoded.popleft(), scores, amaps):
+            first = 0
+            for (path, item, size), score in zip(decoded.popleft(), scores):
+                views, first = amaps[first : first + len(item.pixels)], first + len(item.pixels)
                 name = f"{len(records):05d}_{path.stem}"
-                record = _record(path, name, decided(score, amap, size, card), out, write, maps)
+                result = decided(score, views, item.boxes, size, card)
+                record = _record(path, name, result, out, write, maps)
                 record.update({"model": str(model_dir), "weights": card.weights, "device": device})
-                figures.save_overlay(write["heatmaps"] / f"{name}.png", picture, amap, card.heat_scale)
+                heat = result.omap if settings.multi_view else views[0]  # on the image itself, or the network's view
+                figures.save_overlay(write["heatmaps"] / f"{name}.png", item.picture, heat, card.heat_scale)
                 records.append(record)
         with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
@@ -171,7 +179,8 @@ def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") 
     """predict through an exported file and the copyable runtime (onnxruntime): the same records, heatmaps and masks."""
     model = Path(model)
     path = model / "model.onnx" if model.is_dir() else model
-    inspector = OnnxModel(path, torch.get_num_threads()).inspector
+    loaded = OnnxModel(path, torch.get_num_threads())
+    inspector = loaded.inspector
     images = collect_images(items)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, items))}")
@@ -181,15 +190,12 @@ def run_onnx(model: Path, items: list[Path], out_dir: Path, maps: str = "none") 
     failures: list[str] = []
     with _exclusive(out), staged, contextlib.ExitStack() as folders:
         write = {name: folders.enter_context(atomic_dir(out / name)) for name in PICTURES}
-        for group in _decoded(images, inspector.prepare, failures):
-            scores, amaps = inspector.run(np.stack([pixels for _, pixels, _ in group]))
-            for (image, pixels, size), score, amap in zip(group, scores, amaps):
+        for group in _decoded(images, lambda image, _: image, failures):
+            for (image, _, _), scored in zip(group, loaded.score([picture for _, picture, _ in group])):
                 name = f"{len(records):05d}_{image.stem}"
-                record = _record(image, name, inspector.decide(float(score), amap, size), out, write, maps)
+                record = _record(image, name, (scored.entry, scored.omap, scored.mask), out, write, maps)
                 record.update({"model": str(path), "weights": inspector.meta["weights"], "device": "onnxruntime (CPU)"})
-                figures.save_overlay(
-                    write["heatmaps"] / f"{name}.png", Image.fromarray(pixels), amap, inspector.meta["heat_scale"]
-                )
+                figures.save_overlay(write["heatmaps"] / f"{name}.png", scored.picture, scored.amap, loaded.heat_scale)
                 records.append(record)
         with atomic_path(out / "predictions.jsonl", ".jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))

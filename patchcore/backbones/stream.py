@@ -1,8 +1,9 @@
 """Images -> patch features, batch by batch: the extraction loop shared by both engines.
 
-The local engine runs it over a whole split; a Ray worker runs it over one shard. The
-batches are the same consecutive groups of ``batch_size`` images either way (shards start on
-batch boundaries), so both compute the same bytes.
+The local engine runs it over a whole split; a Ray worker runs it over one shard. With one
+network input per image (resize_crop, whole) the batches are the same consecutive groups of
+``batch_size`` images either way (shards start on batch boundaries), so both compute the same
+bytes; with tiles a shard's batches start at its first image's first tile.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from patchcore.backbones.patches import PatchFeatures
 from patchcore.config import BackboneSettings, ExtractSettings
-from patchcore.datasets.images import image_transform, load_rgb, readable
+from patchcore.datasets.images import load_rgb, normalised, readable, view_inputs
 from patchcore.errors import UsageError
 
 
@@ -24,7 +27,7 @@ class ImageFiles(Dataset):
     """Image files, or their bytes (a Ray worker gets bytes: no shared file system needed)."""
 
     def __init__(self, sources: list[Path] | list[bytes], settings: BackboneSettings, names: list[str] | None = None):
-        self.sources, self.transform = sources, image_transform(settings)
+        self.sources, self.settings = sources, settings
         self.names = names or [str(s) for s in sources]  # what a message calls each image
 
     def __len__(self) -> int:
@@ -36,31 +39,52 @@ class ImageFiles(Dataset):
             # returned, not raised: a DataLoader worker would wrap the error in its traceback text
             with readable(self.names[i]):
                 image = load_rgb(io.BytesIO(source) if isinstance(source, bytes) else source)  # type: ignore[arg-type]
-            return self.transform(image), torch.tensor([image.height, image.width], dtype=torch.int32)
+            pixels, boxes = view_inputs(self.settings, image, self.names[i])
+            return torch.from_numpy(pixels), torch.tensor([image.height, image.width], dtype=torch.int32), boxes
         except UsageError as exc:
-            return None, str(exc)
+            return None, str(exc), None
+
+
+class Started(NamedTuple):
+    """The images whose first input is in a batch: their original (height, width) sizes (n, 2) and their inputs'
+    boxes (views, 4), in order."""
+
+    sizes: torch.Tensor
+    boxes: np.ndarray
+
+
+def _started(sizes: list[torch.Tensor], boxes: list[np.ndarray]) -> Started:
+    return Started(torch.stack(sizes), np.concatenate(boxes) if boxes else np.zeros((0, 4)))
 
 
 def grouped(loader: DataLoader, batch_size: int, pin: bool):
-    """Single images from the loader's workers, stacked into batches here.
+    """(inputs, Started) batches of ``batch_size`` network inputs from the loader's images, in order.
 
-    The workers decode one image each instead of one whole batch each, so all of them are
+    An image of many tiles spans batches (its features stream, the image is never held as activations whole); with
+    one input per image a batch is ``batch_size`` images. The workers decode one image each, so all of them are
     busy even when a split has fewer batches than there are workers (a GPU needs many).
     """
-    images: list[torch.Tensor] = []
+    parts: list[torch.Tensor] = []
     sizes: list[torch.Tensor] = []
-    for image, hw in loader:
-        if image is None:
+    boxes: list[np.ndarray] = []
+    count = 0
+    for pixels, hw, box in loader:
+        if pixels is None:
             raise UsageError(hw)  # the image's one-line message
-        images.append(image)
         sizes.append(hw)
-        if len(images) == batch_size:
-            batch = torch.stack(images)
-            yield (batch.pin_memory() if pin else batch), torch.stack(sizes)
-            images, sizes = [], []
-    if images:
-        batch = torch.stack(images)
-        yield (batch.pin_memory() if pin else batch), torch.stack(sizes)
+        boxes.append(np.asarray(box, dtype=np.float64))  # the loader hands numpy arrays over as tensors
+        first = 0
+        while first < len(pixels):
+            take = min(batch_size - count, len(pixels) - first)
+            parts.append(pixels[first : first + take])
+            count, first = count + take, first + take
+            if count == batch_size:
+                batch = torch.cat(parts)
+                yield (batch.pin_memory() if pin else batch), _started(sizes, boxes)
+                parts, sizes, boxes, count = [], [], [], 0
+    if count:
+        batch = torch.cat(parts)
+        yield (batch.pin_memory() if pin else batch), _started(sizes, boxes)
 
 
 def feature_batches(loader: DataLoader, features: PatchFeatures, device: torch.device, extract: ExtractSettings):
@@ -72,8 +96,9 @@ def feature_batches(loader: DataLoader, features: PatchFeatures, device: torch.d
     fmt = torch.channels_last if extract.channels_last else torch.contiguous_format
     cuda = device.type == "cuda"
     pending = None
-    for images, hw in grouped(loader, extract.batch_size, pin=cuda):
-        out = features(images.to(device, non_blocking=True).contiguous(memory_format=fmt))
+    for pixels, hw in grouped(loader, extract.batch_size, pin=cuda):
+        images = normalised(pixels.to(device, non_blocking=True), features.settings)
+        out = features(images.contiguous(memory_format=fmt))
         host = out.to("cpu", non_blocking=True) if cuda else out
         ready = torch.cuda.Event() if cuda else None
         if ready is not None:
@@ -104,7 +129,7 @@ def host_batches(
     extract: ExtractSettings,
     names: list[str] | None = None,
 ) -> Iterator:
-    """(patches (B, H, W, D) float32 on the host, sizes (B, 2)) per batch, in order."""
+    """(patches (B, H, W, D) float32 on the host, Started) per batch of B network inputs, in order."""
     for patches, hw, ready in feature_batches(
         loader(sources, features.settings, extract.num_workers, names), features, device, extract
     ):

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictInt, StrictStr, model_validator
 
 from patchcore.config.names import Name
-from patchcore.config.types import Positive, Real, Section, Share, at_most
+from patchcore.config.types import Positive, Real, Scale, Section, Share, at_most
+from patchcore.runtime.patchcore_onnx import views as runtime_views
 
 # a patch feature is pooled from the chosen layers' channels (WideResNet50 layer2 + layer3: 1536,
 # CLIP RN50x16's: 2304); pooling to more dimensions than there are channels only repeats values
@@ -16,6 +17,38 @@ FEATURE_WHY = "a patch feature is pooled from the layers' channels (WideResNet50
 
 
 RGB = tuple[Real, Real, Real]
+
+
+def _covering(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"must be 0 or more pixels, got {value!r}: a negative overlap leaves pixels between tiles")
+    return value
+
+
+class GeometrySettings(Section):
+    """How an image becomes the network's inputs (the runtime's ``views``): one centre crop, the whole image in one
+    padded input, or tiles that cover every pixel."""
+
+    name: Literal["resize_crop", "whole", "tiles"] = "resize_crop"
+    scale: Scale | None = None  # tiles: the image is resized by this first (default 1, its own pixels)
+    overlap: Annotated[StrictInt, AfterValidator(_covering)] | None = (
+        None  # tiles: at least this many pixels shared by neighbouring tiles (default 64)
+    )
+
+    @model_validator(mode="after")
+    def _tiles_only(self) -> GeometrySettings:
+        if self.name != "tiles":
+            for key in ("scale", "overlap"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"'{key}' applies to tiles only; remove it or set name: tiles")
+        return self
+
+    def describe(self, crop: int) -> dict:
+        """The geometry as the runtime's ``views`` takes it, defaults filled in."""
+        if self.name != "tiles":
+            return {"name": self.name}
+        overlap = 64 if self.overlap is None else self.overlap
+        return {"name": "tiles", "scale": 1.0 if self.scale is None else self.scale, "overlap": min(overlap, crop // 2)}
 
 
 class BackboneSettings(Section):
@@ -39,6 +72,7 @@ class BackboneSettings(Section):
     )
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # CLIP was trained on bicubic resizing
     train_fraction: Share | None = None  # overrides extract.train_fraction for this backbone
+    geometry: GeometrySettings = GeometrySettings()  # resize_crop (the paper's) | whole | tiles
 
     @property
     def feature_dim(self) -> int:
@@ -51,7 +85,22 @@ class BackboneSettings(Section):
             raise ValueError("'std' must be positive")
         if not 32 <= self.crop <= self.resize:
             raise ValueError(f"need 32 <= crop <= resize, got crop={self.crop}, resize={self.resize}")
+        overlap = self.geometry.overlap
+        if overlap is not None and 2 * overlap > self.crop:
+            raise ValueError(
+                f"geometry 'overlap' {overlap} is more than half the {self.crop} px tile: tiles would repeat rather "
+                "than cover; use at most crop / 2"
+            )
         return self
+
+    def views(self, width: int, height: int) -> list:
+        """The network inputs of a (width, height) image (the runtime's views, one definition)."""
+        return runtime_views(width, height, self.geometry.describe(self.crop), self.resize, self.crop)
+
+    @property
+    def multi_view(self) -> bool:
+        """Whether an image may have another input than the one centre crop: then only full-size maps make sense."""
+        return self.geometry.name != "resize_crop"
 
 
 def _odd(value: int) -> int:

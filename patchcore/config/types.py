@@ -79,6 +79,8 @@ HoldoutShare = Annotated[Real, _within(0, 1, False, True, "0 disables the thresh
 Ratio = Annotated[Real, _within(0, 1, True, False, "e.g. 0.1 keeps 10% of the patches")]
 Probability = Annotated[Real, _within(0, 1, True, False)]
 NonNegativeReal = Annotated[Real, _within(0, math.inf, False, True)]
+# tiles: the factor an image is resized by before it is cut; past 4 a pixel is only interpolated
+Scale = Annotated[Real, _within(0, 4, True, False, "1 keeps the image's own pixels; 0.5 halves each side")]
 
 
 def _device_name(value: str) -> str:

@@ -101,12 +101,27 @@ def reweighted_image_score(
 
 
 def image_scores(
-    nearest: NearestBank, patches: np.ndarray, distances: np.ndarray, neighbours: np.ndarray, per_image: int, b: int
+    nearest: NearestBank,
+    patches: np.ndarray,
+    distances: np.ndarray,
+    neighbours: np.ndarray,
+    per_image: int,
+    b: int,
+    starts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Eq. 7 for consecutive images of ``per_image`` patches each, with one search for all
-    their m* (one query per image would scan the bank image by image, without BLAS)."""
+    """Eq. 7 for consecutive network inputs of ``per_image`` patches each, with one search for all
+    their m* (one query per image would scan the bank image by image, without BLAS).
+
+    With ``starts`` (each image's first input, and their count last) an image is several inputs
+    (tiles): its m* is the highest patch over all of them (the first in row order on a tie).
+    """
     n = len(patches) // per_image
     top = distances[: n * per_image].reshape(n, per_image).argmax(axis=1) + np.arange(n) * per_image
+    if starts is not None:
+        top = np.array(
+            [top[a + int(np.argmax(distances[top[a:z]]))] for a, z in zip(starts[:-1], starts[1:])], dtype=np.int64
+        )
+        n = len(top)
     s_star = distances[top].astype(np.float64)
     if b <= 1 or n == 0:
         return s_star
@@ -167,9 +182,16 @@ def anomaly_map(patch_scores: np.ndarray, size: int, sigma: float) -> np.ndarray
 
 
 def score_images(
-    nearest: NearestBank, patches: np.ndarray, grid: tuple[int, int], reweight_neighbours: int, size: int, sigma: float
+    nearest: NearestBank,
+    patches: np.ndarray,
+    grid: tuple[int, int],
+    reweight_neighbours: int,
+    size: int,
+    sigma: float,
+    starts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (n,) and anomaly maps (n, size, size) for the patches of n whole images.
+    """Image scores (n,) and anomaly maps (V, size, size) for the patches of n whole images' V network inputs (one
+    each, or ``starts``: each image's first input and their count last).
 
     The one scoring path shared by evaluation, the threshold hold-out and predict, so all
     three give the same number for the same image.
@@ -179,7 +201,7 @@ def score_images(
     n = len(patches) // per_image
     dist, nn = nearest.search(patches, 1)
     dist, nn = dist[:, 0], nn[:, 0]
-    scores = image_scores(nearest, patches, dist, nn, per_image, reweight_neighbours)
+    scores = image_scores(nearest, patches, dist, nn, per_image, reweight_neighbours, starts)
     maps = np.zeros((n, size, size), dtype=np.float32)
     for i in range(n):
         maps[i] = anomaly_map(dist[i * per_image : (i + 1) * per_image].reshape(h, w), size, sigma)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +60,47 @@ def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, 
 
 # MVTec images are at most 1024 x 1024; anything past the runtime's limit is refused as a decompression bomb
 MAX_PIXELS = runtime.MAX_PIXELS
+
+
+def checked_views(settings: BackboneSettings, size: tuple[int, int], name: object) -> list:
+    """The network inputs of an image of (width, height) ``size``, refused past MAX_VIEWS (its tiles' features would
+    not fit the memory a category is sized for)."""
+    inputs = settings.views(*size)
+    if len(inputs) > runtime.MAX_VIEWS:
+        raise UsageError(
+            f"{name}: {size[0]} x {size[1]} pixels makes {len(inputs)} tiles at backbones.{settings.name}.geometry.scale "
+            f"{settings.geometry.describe(settings.crop).get('scale')}, more than {runtime.MAX_VIEWS}; lower the scale"
+        )
+    return inputs
+
+
+def view_inputs(settings: BackboneSettings, image: Image.Image, name: object) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image -> its (k, S, S, 3) uint8 network inputs and their (k, 4) boxes (the image in each input's
+    pixels), as the copyable runtime cuts them."""
+    inputs = checked_views(settings, image.size, name)
+    pixels = runtime.view_pixels(image, inputs, settings.crop, settings.interpolation)
+    return pixels, np.array([v.box() for v in inputs], dtype=np.float64)
+
+
+class Prepared(NamedTuple):
+    """One image ready for a model: its network inputs, their boxes, and the picture heatmaps are drawn on (the
+    network's view with one centre crop; the image itself with whole and tiles, under its stitched map)."""
+
+    pixels: np.ndarray  # (k, S, S, 3) uint8
+    boxes: np.ndarray  # (k, 4) the image (x0, y0, x1, y1) in each input's pixels
+    picture: Image.Image
+
+
+def prepared(settings: BackboneSettings, image: Image.Image, name: object) -> Prepared:
+    """An RGB image as predict and the service feed it to a model."""
+    pixels, boxes = view_inputs(settings, image, name)
+    return Prepared(pixels, boxes, image if settings.multi_view else Image.fromarray(pixels[0]))
+
+
+def normalised(pixels: torch.Tensor, settings: BackboneSettings) -> torch.Tensor:
+    """(k, S, S, 3) uint8 -> (k, 3, S, S) float32 normalised: image_transform's last steps, the same bytes."""
+    tensor = TF.to_dtype(pixels.permute(0, 3, 1, 2), torch.float32, scale=True)
+    return TF.normalize(tensor, mean=list(settings.mean), std=list(settings.std))
 
 
 def check_pixels(image: Image.Image, path: Path, fix: str) -> None:

@@ -41,9 +41,11 @@ class ExtractWorker:
     def device_name(self) -> str:
         return devices.describe(self.device)
 
-    def features_of(self, images: list[bytes], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(n, H, W, D) patch features and (n, 2) original sizes of the encoded images (``names``: their files), in
-        order."""
+    def features_of(self, images: list[bytes], names: list[str]) -> tuple[np.ndarray, stream.Started]:
+        """(V, H, W, D) patch features of the encoded images' V network inputs (``names``: their files), in order, and
+        the images' sizes and boxes."""
         with torch.inference_mode():
             parts = list(stream.host_batches(images, self.features, self.device, self.extract, names))
-        return np.concatenate([p.numpy() for p, _ in parts]), np.concatenate([hw.numpy() for _, hw in parts])
+        return np.concatenate([p.numpy() for p, _ in parts]), stream.Started(
+            torch.cat([s.sizes for _, s in parts]), np.concatenate([s.boxes for _, s in parts])
+        )

@@ -11,6 +11,7 @@ import torch
 
 from patchcore.core import devices
 from patchcore.core.scoring import score_images
+from patchcore.datasets.images import normalised
 from patchcore.engines.extract_worker import backbone_features
 from patchcore.engines.score_worker import ScoreWorker
 from patchcore.store.model_folder import ModelCard
@@ -54,10 +55,15 @@ class PredictWorker(ScoreWorker):
         """The weights this worker loaded (they must be the model's) and its device."""
         return self.weights, devices.describe(self.device)
 
-    def predict(self, images: torch.Tensor, reweight: int, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        """Image scores and anomaly maps of a batch of normalised images."""
+    def predict(
+        self, pixels: torch.Tensor, starts: np.ndarray | None, reweight: int, size: int, sigma: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores (n,) and the (V, size, size) maps of a batch of images' V network inputs, (V, S, S, 3) uint8;
+        ``starts``: each image's first input and their count last (None: one input each)."""
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         with torch.inference_mode():
-            patches = self.features(images.to(self.device).contiguous(memory_format=fmt)).cpu()
+            images = normalised(pixels.to(self.device), self.features.settings)
+            patches = self.features(images.contiguous(memory_format=fmt)).cpu()
         grid = (patches.shape[1], patches.shape[2])
-        return score_images(self.nearest, patches.reshape(-1, patches.shape[-1]).numpy(), grid, reweight, size, sigma)
+        flat = patches.reshape(-1, patches.shape[-1]).numpy()
+        return score_images(self.nearest, flat, grid, reweight, size, sigma, starts)

@@ -20,8 +20,11 @@ class ScoreWorker:
         self.device = devices.resolve(device_name, setting)
         self.nearest = NearestBank(bank, approximate_above, device=None if self.device.type == "cpu" else self.device)
 
-    def score(self, patches: np.ndarray, grid: tuple[int, int], reweight: int, size: int, sigma: float):
-        return score_images(self.nearest, patches, grid, reweight, size, sigma)
+    def score(
+        self, patches: np.ndarray, grid: tuple[int, int], reweight: int, size: int, sigma: float, starts=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores (n,) and the maps (V, size, size) of their V network inputs (``starts``: see score_images)."""
+        return score_images(self.nearest, patches, grid, reweight, size, sigma, starts)
 
     def search(self) -> tuple[dict, int, str]:
         """How the bank is searched, its size, and the device."""

@@ -28,7 +28,8 @@ TILE = 4096  # bank rows per distance product: at batch 8 of a 33 x 33 grid, 140
 
 
 class InspectionGraph(nn.Module):
-    """(N, S, S, 3) uint8 RGB, already resized and cropped -> score (N,), anomaly_map (N, S, S)."""
+    """(N, S, S, 3) uint8 RGB network inputs (crops, padded images or tiles) -> score (N,), anomaly_map (N, S, S) and
+    patch_max (N,), each input's highest patch score (a tiled image's score is that of its input with the highest)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -82,7 +83,7 @@ class InspectionGraph(nn.Module):
             out = torch.where(inside[:, None], self._rows(t, local[:, None])[:, 0], out)
         return out
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = (image.permute(0, 3, 1, 2).float() - self.mean) / self.std
         patches = self.features(x)  # (N, h, w, D)
         n, h, w, d = patches.shape
@@ -104,4 +105,4 @@ class InspectionGraph(nn.Module):
             peak = around.max(dim=1).values
             score = (1.0 - torch.exp(s_star - peak) / torch.exp(around - peak[:, None]).sum(1)) * s_star
         maps = self.map_rows @ dist.reshape(n, h, w) @ self.map_cols_t
-        return score, maps
+        return score, maps, s_star

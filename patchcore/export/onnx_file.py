@@ -87,7 +87,8 @@ def metadata(card: ModelCard, bank_rows: int, bank_precision: str, reweight: int
         "input_size": b.crop,
         "resize": b.resize,
         "interpolation": b.interpolation,
-        "input": "image: uint8 RGB (N, S, S, 3), resized (shorter side to resize) and centre-cropped to S",
+        "input": "image: uint8 RGB (N, S, S, 3), the network inputs the geometry cuts (see geometry)",
+        "geometry": b.geometry.describe(b.crop),
         "threshold": card.threshold,
         "threshold_method": card.threshold_method,
         "pixel_threshold": card.pixel_threshold,
@@ -155,8 +156,8 @@ def write_onnx(model_dir: Path, target: Path, bank_precision: str = "float32") -
                 (example,),
                 str(target),
                 input_names=["image"],
-                output_names=["score", "anomaly_map"],
-                dynamic_axes={"image": {0: "N"}, "score": {0: "N"}, "anomaly_map": {0: "N"}},
+                output_names=["score", "anomaly_map", "patch_max"],
+                dynamic_axes={"image": {0: "N"}, "score": {0: "N"}, "anomaly_map": {0: "N"}, "patch_max": {0: "N"}},
                 opset_version=OPSET,
                 dynamo=False,  # the TorchScript tracer follows the tap's early exit; torch.export cannot
             )

@@ -16,18 +16,25 @@ from PIL import Image
 
 from patchcore.core import devices
 from patchcore.core.scoring import reweighting
-from patchcore.datasets.images import crop_box, image_transform, network_view
+from patchcore.datasets.images import Prepared, prepared
 from patchcore.engines.predict_worker import PredictWorker
 from patchcore.errors import UsageError, optional
 from patchcore.runtime import patchcore_onnx
 from patchcore.store.model_folder import ModelCard, load_model
 
 
-def decided(score: float, amap: np.ndarray, size: tuple[int, int], card: ModelCard) -> patchcore_onnx.Decision:
+def decided(score: float, maps: np.ndarray, boxes, size: tuple[int, int], card: ModelCard) -> patchcore_onnx.Decision:
     """One image's fields (score, verdict, regions, normalised score, threshold, size), its map at the original size and
-    its mask: the copyable runtime's record, with the model card's thresholds."""
+    its mask: the copyable runtime's record of its inputs' ``maps`` and ``boxes``, with the model card's thresholds."""
     meta = {"threshold": card.threshold, "pixel_threshold": card.pixel_threshold, "score_range": card.score_range}
-    return patchcore_onnx.record(score, amap, crop_box(card.backbone, (size[1], size[0])), size, meta)
+    return patchcore_onnx.record(score, maps, boxes, size, meta)
+
+
+def batch_of(items: list[Prepared]) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Prepared images as one (V, S, S, 3) uint8 batch, and each image's first input (None: one input each)."""
+    counts = [len(p.pixels) for p in items]
+    starts = None if all(c == 1 for c in counts) else np.concatenate([[0], np.cumsum(counts)])
+    return torch.from_numpy(np.concatenate([p.pixels for p in items])), starts
 
 
 def check_weights(card: ModelCard, weights: str) -> None:
@@ -45,7 +52,7 @@ class Scored:
     entry: dict
     omap: np.ndarray
     mask: np.ndarray | None
-    picture: Image.Image  # the image as the network saw it (resized and cropped)
+    picture: Image.Image  # the image as the network saw it (resized and cropped; whole and tiles: the image)
     amap: np.ndarray  # the map on that picture
 
 
@@ -77,7 +84,6 @@ class TorchModel:
         weights, self.device = self.worker.identity()
         check_weights(self.card, weights)
         c = self.card
-        self.transform, self.view = image_transform(c.backbone), network_view(c.backbone)
         self.reweight = reweighting(c.reweight_neighbours, len(bank))[0]  # beyond the bank: Eq. 7 off, as evaluate does
         self.heat_scale = c.heat_scale
         self.bank_rows = len(bank)
@@ -103,13 +109,15 @@ class TorchModel:
 
     def score(self, images: list[Image.Image]) -> list[Scored]:
         """RGB images (any sizes) -> one result each, in one forward pass."""
-        batch = torch.stack([self.transform(image) for image in images])
-        pictures = [self.view(image) for image in images]
-        scores, amaps = self.worker.predict(batch, self.reweight, self.card.backbone.crop, self.card.blur_sigma)
-        out = []
-        for image, picture, score, amap in zip(images, pictures, scores, amaps):
-            entry, omap, mask = decided(float(score), amap, image.size, self.card)
-            out.append(Scored(entry, omap, mask, picture, amap))
+        items = [prepared(self.card.backbone, image, "the image") for image in images]
+        pixels, starts = batch_of(items)
+        c = self.card
+        scores, maps = self.worker.predict(pixels, starts, self.reweight, c.backbone.crop, c.blur_sigma)
+        out, first = [], 0
+        for image, item, score in zip(images, items, scores):
+            views, first = maps[first : first + len(item.pixels)], first + len(item.pixels)
+            entry, omap, mask = decided(float(score), views, item.boxes, image.size, c)
+            out.append(Scored(entry, omap, mask, item.picture, omap if c.backbone.multi_view else views[0]))
         return out
 
 
@@ -159,12 +167,15 @@ class OnnxModel:
         }
 
     def score(self, images: list[Image.Image]) -> list[Scored]:
-        pixels = [self.inspector.prepare(image) for image in images]
-        scores, amaps = self.inspector.run(np.stack(pixels))
-        out = []
-        for image, picture, score, amap in zip(images, pixels, scores, amaps):
-            entry, omap, mask = self.inspector.decide(float(score), amap, image.size)
-            out.append(Scored(entry, omap, mask, Image.fromarray(picture), amap))
+        inputs = [self.inspector.inputs(image) for image in images]
+        scores, maps = self.inspector.score(np.concatenate([p for p, _ in inputs]), [len(b) for _, b in inputs])
+        out, first = [], 0
+        one = patchcore_onnx.geometry_of(self.inspector.meta)["name"] == "resize_crop"
+        for image, (pixels, boxes), score in zip(images, inputs, scores):
+            views, first = maps[first : first + len(boxes)], first + len(boxes)
+            entry, omap, mask = self.inspector.decide(float(score), views, boxes, image.size)
+            picture, amap = (Image.fromarray(pixels[0]), views[0]) if one else (image, omap)
+            out.append(Scored(entry, omap, mask, picture, amap))
         return out
 
 

@@ -35,9 +35,21 @@ def _image_size(s: Scored) -> dict | None:
     return {"width": [int(widths.min()), int(widths.max())], "height": [int(heights.min()), int(heights.max())]}
 
 
-def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict) -> dict:
-    """Why each null of the record is null: the threshold's reasons plus those of the test set and the data."""
+def _geometry(backbone: BackboneSettings) -> dict:
+    """How the images became network inputs: the record states it beside the numbers it made."""
+    described = backbone.geometry.describe(backbone.crop)
+    sizes = {"crop": backbone.crop} if backbone.multi_view else {"resize": backbone.resize, "crop": backbone.crop}
+    return {**described, **sizes}
+
+
+def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict, multi_view: str | None = None) -> dict:
+    """Why each null of the record is null: the threshold's reasons plus those of the test set and the data (and,
+    with ``multi_view`` the geometry's name, why the network-view pixel metrics are)."""
     reasons = dict(reasons)
+    if multi_view and not no_pixel:
+        geometry = f"geometry {multi_view}: an image is not one network view; its pixel metrics are under full_size"
+        for key in ("pixel_auroc", "aupro", "aupro_005", "ci95.pixel_auroc", "ci95.aupro"):
+            reasons[key] = geometry
     no_auroc = records.no_auroc(s.labels)
     if no_auroc:
         reasons.update({"image_auroc": no_auroc, "image_ap": no_auroc, "ci95": no_auroc})
@@ -75,7 +87,9 @@ def metrics_record(
 ) -> dict:
     pix, pro = pixel.auroc, pixel.aupro
     no_auroc = records.no_auroc(s.labels)
-    reasons = _reasons(s, pix is None, data, reasons)
+    multi = backbone.geometry.name if backbone.multi_view else None
+    no_pixel = (pixel.full_size["pixel_auroc"] if multi else pix) is None
+    reasons = _reasons(s, no_pixel, data, reasons, multi)
     threshold_metrics = None
     if chosen is not None:
         at, more = thresholds.at_threshold(s.labels, s.scores, chosen["threshold"])
@@ -102,7 +116,7 @@ def metrics_record(
         "aupro_005": None if pixel.aupro_005 is None else round(pixel.aupro_005, 6),
         "full_size": pixel.full_size,
         "image_size": _image_size(s),
-        "geometry": {"name": "resize_crop", "resize": backbone.resize, "crop": backbone.crop},
+        "geometry": _geometry(backbone),
         "ci95": pixel.intervals,
         "bootstrap_resamples": settings.bootstrap,
         "aupro_max_fpr": settings.max_fpr,

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from patchcore import backbones as bb
 from patchcore.backbones import LayerTap, LoadedBackbone, PatchFeatures, geometry, stream
 from patchcore.config import AggregationSettings, BackboneSettings, ExtractSettings
 from patchcore.core import devices
+from patchcore.datasets.images import check_pixels, checked_views, readable
 from patchcore.datasets.layout import Sample, list_split, subset
 from patchcore.engines.settings import EngineSettings
 from patchcore.store import h5io
@@ -23,28 +25,46 @@ from patchcore.store.model_folder import fingerprint, fingerprint_attr
 from patchcore.store.output_set import output_set
 
 
-def write_split(out: Path, samples: list[Sample], grid: tuple[int, int, int], batches: Iterator, attrs: dict) -> None:
-    """Write the patch features of ``samples``, given as (patches, sizes) batches in order, and their labels."""
+def write_split(
+    out: Path, samples: list[Sample], grid: tuple[int, int, int], batches: Iterator, attrs: dict, views: np.ndarray
+) -> None:
+    """Write the patch features of ``samples``, given as (patches, Started) batches in order, and their labels;
+    ``views`` holds each image's number of network inputs (written when any has more than one)."""
     h, w, d = grid
-    per_image = h * w
+    per_view = h * w
+    total = int(views.sum())
     with atomic_path(out, ".h5") as tmp:
         with h5io.create(tmp) as f:
-            rows = h5io.create_rows(f, "patches", (len(samples) * per_image, d), per_image)
+            rows = h5io.create_rows(f, "patches", (total * per_view, d), per_view)
             sizes = np.zeros((len(samples), 2), dtype=np.int32)
-            start = 0
+            done, images = 0, 0
             with tqdm(total=len(samples), desc=f"extract {attrs['split']}", unit="image") as bar:
-                for patches, hw in batches:
-                    n = patches.shape[0]
-                    rows[start * per_image : (start + n) * per_image] = np.asarray(patches).reshape(-1, d)
-                    sizes[start : start + n] = np.asarray(hw)
-                    start += n
-                    bar.update(n)
+                for patches, started in batches:
+                    n, k = patches.shape[0], len(started.sizes)
+                    rows[done * per_view : (done + n) * per_view] = np.asarray(patches).reshape(-1, d)
+                    sizes[images : images + k] = np.asarray(started.sizes)
+                    done, images = done + n, images + k
+                    bar.update(k)
             h5io.write_strings(f, "paths", [s.path for s in samples])
             h5io.write_array(f, "labels", np.array([s.label for s in samples], dtype=np.int8))
             h5io.write_strings(f, "defects", [s.defect for s in samples])
             h5io.write_strings(f, "masks", [s.mask for s in samples])
             h5io.write_array(f, "sizes", sizes)  # original (height, width) of each image
+            if total != len(samples):  # tiles: which rows are whose (their boxes follow from the sizes)
+                h5io.write_array(f, "views", views.astype(np.int32))
             h5io.set_attrs(f, {**attrs, "grid": np.array([h, w], dtype=np.int32)})
+
+
+def count_views(root: Path, samples: list[Sample], settings: BackboneSettings) -> np.ndarray:
+    """Each image's number of network inputs, from its header alone (so bad sizes fail before any forward pass)."""
+    if not settings.multi_view or settings.geometry.name == "whole":
+        return np.ones(len(samples), dtype=np.int64)
+    counts = np.zeros(len(samples), dtype=np.int64)
+    for i, s in enumerate(samples):
+        with readable(root / s.path), Image.open(root / s.path) as image:
+            check_pixels(image, root / s.path, "resize it")
+            counts[i] = len(checked_views(settings, image.size, root / s.path))
+    return counts
 
 
 def _local(features: PatchFeatures, extract: ExtractSettings, device: torch.device):
@@ -92,6 +112,7 @@ def run(
     fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
     # List and check both splits before any forward pass, so bad data fails before work starts.
     splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
+    views = {split: count_views(root, samples, settings) for split, samples in splits.items()}
     features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, extract.precision)
     grid = (*geometry(settings).grid, settings.target_dim)
     engine = engine or EngineSettings()
@@ -128,5 +149,5 @@ def run(
                     )
                 ),
             }
-            write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs)
+            write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs, views[split])
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}

@@ -44,8 +44,10 @@ def holdout_images(n_images: int, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
-def _rows(images: np.ndarray, per_image: int) -> np.ndarray:
-    return (images[:, None] * per_image + np.arange(per_image)[None]).ravel()
+def _rows(images: np.ndarray, per_view: int, starts: np.ndarray) -> np.ndarray:
+    """The train.h5 rows of the given sorted images (``starts``: their first inputs, h5io.view_starts)."""
+    runs = h5io.image_runs(images, per_view, starts)
+    return np.concatenate([np.arange(a, b) for a, b in runs]) if runs else np.zeros(0, dtype=np.int64)
 
 
 def keeps_all(settings: CoresetSettings) -> bool:
@@ -65,23 +67,23 @@ def _select(points, settings: CoresetSettings, device: torch.device, label: str)
         return torch_kcenter.greedy_kcenter(points, n_pick, start, device, bar.update)
 
 
-def _projected(patches, images: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device):
+def _projected(patches, images: np.ndarray, per_view: int, starts: np.ndarray, settings: CoresetSettings, device):
     """The images' rows projected for the selection, and the device that will select (a small bank stays on the CPU)."""
 
     def blocks():
         # contiguous row ranges of the images, read in bounded slices (no copies)
-        for start, stop in h5io.image_runs(images, per_image):
+        for start, stop in h5io.image_runs(images, per_view, starts):
             for a in range(start, stop, READ_ROWS):
                 yield patches[a : min(stop, a + READ_ROWS)]
 
     matrix = projection_matrix(patches.shape[1], settings.projection_dim, settings.seed)
-    if not torch_kcenter.on_device(device, len(images) * per_image):
+    if not torch_kcenter.on_device(device, int(sum(b - a for a, b in h5io.image_runs(images, per_view, starts)))):
         return project(blocks(), matrix), CPU
     return torch_kcenter.project(blocks(), matrix, device), device
 
 
 def _fold_banks(
-    points, folds: np.ndarray, per_image: int, settings: CoresetSettings, device: torch.device
+    points, folds: np.ndarray, per_view: int, starts: np.ndarray, settings: CoresetSettings, device: torch.device
 ) -> list[np.ndarray]:
     """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio;
     one entry per fold, none when ``folds`` holds none (-1 everywhere).
@@ -91,7 +93,7 @@ def _fold_banks(
     n_folds = int(folds.max()) + 1
     banks: list[np.ndarray] = []
     for k in range(n_folds):
-        rows = _rows(np.flatnonzero(folds != k), per_image)
+        rows = _rows(np.flatnonzero(folds != k), per_view, starts)
         banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
     return banks
 
@@ -122,21 +124,25 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
         patches = f["patches"]
         n = patches.shape[0]
         n_images = f["labels"].shape[0]
-        per_image = n // n_images
+        try:
+            starts = h5io.view_starts(f)
+        except ValueError as exc:
+            raise UsageError(f"{train_h5}: {exc}; {fix}") from None
+        per_view = n // int(starts[-1])  # the rows of one network input (the patch grid)
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
-        kept_rows = _rows(bank_images, per_image)
+        kept_rows = _rows(bank_images, per_view, starts)
         if keeps_all(settings):  # rows with no coordinates: only their number is needed
             points, device = np.zeros((len(kept_rows), 0), dtype=np.float32), CPU
         else:
-            points, device = _projected(patches, bank_images, per_image, settings, device)
+            points, device = _projected(patches, bank_images, per_view, starts, settings, device)
         order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
         folds = (
             seeded_folds(n_images, settings.holdout_folds, settings.seed)
             if settings.holdout_folds
             else np.full(n_images, -1)
         )
-        fold_rows = _fold_banks(points, folds, per_image, settings, device)
+        fold_rows = _fold_banks(points, folds, per_view, starts, settings, device)
         bank = h5io.take_rows(patches, order)
         attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
     arrays = {"bank": bank, "indices": order, "holdout_images": held, "image_folds": folds.astype(np.int64)}

@@ -10,7 +10,7 @@ import numpy as np
 
 from patchcore.config import BackboneSettings
 from patchcore.core.localization import roc_from_counts
-from patchcore.datasets.images import crop_box, load_rgb, network_view, readable
+from patchcore.datasets.images import load_rgb, network_view, readable
 from patchcore.pipeline.pixel_metrics import PixelMetrics
 from patchcore.pipeline.scored import Scored
 from patchcore.runtime.patchcore_onnx import decide, verdict
@@ -21,9 +21,9 @@ def decided(
     s: Scored, backbone: BackboneSettings, threshold: float | None, pixel_threshold: float | None
 ) -> Iterator[tuple[dict, np.ndarray | None]]:
     """Per test image: its decision (verdict, regions in original pixels) and its mask at the original size."""
-    for path, value, amap, hw in zip(s.paths, s.scores, s.maps, s.sizes):
+    for i, (path, value, hw) in enumerate(zip(s.paths, s.scores, s.sizes)):
         size = (int(hw[0]), int(hw[1]))
-        entry, _, mask = decide(float(value), amap, crop_box(backbone, size), size, threshold, pixel_threshold)
+        entry, _, mask = decide(float(value), *s.views(i), size, threshold, pixel_threshold)
         yield {"image": path, **entry}, mask
 
 
@@ -53,7 +53,8 @@ def write_plots(
     plot_data.write_scores(plots / "scores.csv", list(s.paths), s.labels, s.scores, anomalous)
     order = np.argsort(-s.scores, kind="stable")
     chosen = list(order[:3]) + list(order[-3:][::-1]) if len(order) > 6 else list(order)
-    view = network_view(bb)
+    # the network's view of each image; with whole and tiles, the image itself and its stitched map
+    view = (lambda image: image) if bb.multi_view else network_view(bb)
     panels = []
     for i in chosen:
         said = "" if threshold is None else f" {verdict(s.scores[i], threshold)}"
@@ -62,7 +63,7 @@ def write_plots(
         panels.append(
             {
                 "image": image,
-                "map": s.maps[i],
+                "map": s.full_map(int(i)) if bb.multi_view else s.maps[i],
                 "mask": mask_of.get(int(i)),
                 "caption": f"{s.paths[i]}\nscore {s.scores[i]:.3f}{said}",
             }

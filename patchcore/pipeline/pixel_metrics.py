@@ -12,9 +12,8 @@ from patchcore.config import BackboneSettings, EvaluateSettings
 from patchcore.core import full_size, records
 from patchcore.core.localization import PixelCounts, aupro, count_pixels, region_shares
 from patchcore.core.metrics import bootstrap, pixel_auroc
-from patchcore.datasets.images import crop_box, load_full_mask, network_mask, readable
+from patchcore.datasets.images import load_full_mask, network_mask, readable
 from patchcore.pipeline.scored import Scored
-from patchcore.runtime.patchcore_onnx import to_original
 
 SMALL_DEFECT_FPR = 0.05  # MVTec AD 2 integrates the PRO curve up to this false-positive rate
 
@@ -50,7 +49,8 @@ def pixel_metrics(
         size = (int(s.sizes[i][0]), int(s.sizes[i][1]))
         with readable(data_root / s.masks[i]):
             full_masks.append(load_full_mask(data_root / s.masks[i], size) if s.masks[i] else np.zeros(size, bool))
-        masks.append(network_mask(full_masks[-1], backbone))
+        if not backbone.multi_view:  # whole and tiles: the network sees no one view of the image to measure on
+            masks.append(network_mask(full_masks[-1], backbone))
     counts = pix = pro = pro_small = None
     if masks and np.any(masks):  # a good-only category has no defect pixel to measure
         pixel_masks, pixel_maps = np.stack(masks), s.maps[pixel_rows]
@@ -64,22 +64,22 @@ def pixel_metrics(
         if settings.bootstrap and both
         else {}
     )
-    mask_of = {int(i): m for i, m in zip(pixel_rows, masks)}  # good images all-false; unmasked defects absent
-    full = _full_size(s, backbone, pixel_rows, full_masks, settings.max_fpr, pixel_threshold)
+    # good images all-false; unmasked defects absent; at the network's view, or at full size for whole and tiles
+    mask_of = {int(i): m for i, m in zip(pixel_rows, full_masks if backbone.multi_view else masks)}
+    full = _full_size(s, pixel_rows, full_masks, settings.max_fpr, pixel_threshold)
     return PixelMetrics(pix, pro, intervals, counts, mask_of, pro_small, full)
 
 
 def _full_size(
     s: Scored,
-    backbone: BackboneSettings,
     rows: np.ndarray,
     masks: list[np.ndarray],
     max_fpr: float,
     pixel_threshold: float | None,
 ) -> dict:
     """The pixel metrics at each image's own size: its map taken back as predict and the masks take it (0 outside
-    the crop), against ``masks``, the rows' masks as the data set holds them."""
-    maps = [to_original(s.maps[i], crop_box(backbone, m.shape), m.shape) for i, m in zip(rows, masks)]
+    the crop; tiles stitched), against ``masks``, the rows' masks as the data set holds them."""
+    maps = [s.full_map(int(i)) for i in rows]
 
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 6)

@@ -15,11 +15,13 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from patchcore.config import EvaluateSettings
+from patchcore.config import BackboneSettings, EvaluateSettings
 from patchcore.core.scoring import reweighting
 from patchcore.engines import ray_pool as engines
 from patchcore.engines.score_worker import ScoreWorker
 from patchcore.engines.settings import EngineSettings
+from patchcore.errors import UsageError
+from patchcore.runtime.patchcore_onnx import stitch
 from patchcore.store import h5io
 from patchcore.store.model_folder import ModelFolder
 
@@ -27,10 +29,17 @@ SHARD_IMAGES = 16
 
 
 def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSettings, size: int, desc: str, fix: str):
-    """Scores and maps of the given images of an HDF5 features file, a query batch (one shard) at a time;
-    a shard with a NaN or infinite feature is refused (``fix`` says how to rebuild the file)."""
+    """Scores (per image) and maps (per network input) of the given sorted images of an HDF5 features file, a
+    query batch (one shard of whole images) at a time; a shard with a NaN or infinite feature is refused (``fix``
+    says how to rebuild the file)."""
     h, w = (int(v) for v in f.attrs["grid"])
-    per_image = h * w
+    per_view = h * w
+    try:
+        starts = h5io.view_starts(f)
+    except ValueError as exc:
+        raise UsageError(f"{f.filename}: {exc}; {fix}") from None
+    counts = np.diff(starts)[images]
+    per_image = per_view * int(counts.max()) if len(images) else per_view
     # at most SHARD_IMAGES images a shard, so that the bar moves every few seconds even against a
     # full bank; faiss blocks queries by 4,096 anyway, so larger shards search no faster
     step = max(1, min(SHARD_IMAGES, settings.query_batch // per_image))
@@ -38,40 +47,49 @@ def _score_rows(f: h5py.File, images: np.ndarray, scorer, settings: EvaluateSett
         # enough shards for every worker; a shard's size cannot change a score (see core.scoring)
         step = max(1, min(step, -(-len(images) // (4 * scorer.size))))
     scores = np.zeros(len(images), dtype=np.float64)
-    maps = np.zeros((len(images), size, size), dtype=np.float32)
-    starts = range(0, len(images), step)
+    maps = np.zeros((int(counts.sum()), size, size), dtype=np.float32)
+    firsts = np.concatenate([[0], np.cumsum(counts)])
+    multi = "views" in f
+    starts_of = (lambda i: firsts[i : i + step + 1] - firsts[i]) if multi else (lambda i: None)
     shards = (
         (
             h5io.check_rows(
-                h5io.read_images(f["patches"], images[i : i + step], per_image), Path(f.filename), "patches", fix
+                h5io.read_images(f["patches"], images[i : i + step], per_view, starts),
+                Path(f.filename),
+                "patches",
+                fix,
             ),
             (h, w),
             settings.reweight_neighbours,
             size,
             settings.blur_sigma,
+            starts_of(i),
         )
-        for i in starts
+        for i in range(0, len(images), step)
     )
     results = scorer.map(ScoreWorker.score, shards)
     with tqdm(total=len(images), desc=desc, unit="image", disable=len(images) == 0) as bar:
-        for first, (s, m) in zip(starts, results):
-            scores[first : first + len(s)], maps[first : first + len(s)] = s, m
+        for first, (s, m) in zip(range(0, len(images), step), results):
+            scores[first : first + len(s)], maps[firsts[first] : firsts[first] + len(m)] = s, m
             bar.update(len(s))
-    return scores, maps
+    return scores, maps, firsts
 
 
 @dataclass(frozen=True, kw_only=True)
 class Scored:
     """The test set as scored: what the metrics, pictures and model card are computed from.
 
-    ``n`` test images and ``h`` held-out good training images; maps are at the network's input size S.
+    ``n`` test images and ``h`` held-out good training images; maps are at the network's input size S, one per
+    network input: V = n with one input per image, more with tiles (``starts``, ``boxes``; ``full_map`` stitches).
     """
 
     held_scores: np.ndarray  # (h,) image scores of good training images scored out of the bank (folds or split)
     held_map_max: np.ndarray  # (h,) the highest value of each of their anomaly maps
     calibration: dict  # how those images were held out
     scores: np.ndarray  # (n,) image scores
-    maps: np.ndarray  # (n, S, S) anomaly maps
+    maps: np.ndarray  # (V, S, S) anomaly maps of the test images' network inputs
+    starts: np.ndarray  # (n + 1,) each test image's first input (row of maps), their count last
+    boxes: np.ndarray  # (V, 4) each input's box: the original image (x0, y0, x1, y1) in the input's pixels
     labels: np.ndarray  # (n,) int8, 1 for a defective image
     paths: list[str]  # n test image paths, relative to the category's folder
     masks: list[str]  # n ground-truth mask paths ("" where none)
@@ -84,18 +102,39 @@ class Scored:
     device: str
     reweighting: dict  # Eq. 7 as run: on, b asked for, and a note when a bank too small switched it off
 
+    def views(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Test image ``i``'s (k, S, S) maps and (k, 4) boxes."""
+        a, z = self.starts[i], self.starts[i + 1]
+        return self.maps[a:z], self.boxes[a:z]
+
+    def full_map(self, i: int) -> np.ndarray:
+        """Test image ``i``'s anomaly map at its own (height, width), its inputs' maps stitched (the runtime's)."""
+        return stitch(*self.views(i), (int(self.sizes[i][0]), int(self.sizes[i][1])))
+
 
 FEATURES = ("patches", "labels", "paths", "masks", "defects", "sizes")
 BANK = ("bank", "holdout_images", "image_folds", "fold_rows", "fold_starts")
 
 
-def _peaks(maps: np.ndarray) -> np.ndarray:
-    """The highest value of each anomaly map: what the pixel threshold is a quantile of."""
-    return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
+def boxes_of(backbone: BackboneSettings, sizes: np.ndarray) -> np.ndarray:
+    """(V, 4) the boxes of every network input of images of (height, width) ``sizes``, in order."""
+    boxes = [v.box() for h, w in sizes for v in backbone.views(int(w), int(h))]
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _peaks(maps: np.ndarray, firsts: np.ndarray, sizes: np.ndarray, backbone: BackboneSettings) -> np.ndarray:
+    """The highest value of each image's anomaly map: what the pixel threshold is a quantile of. One input per image:
+    its map at the input's size (as ever); several: the stitched map at the image's own size, the one decided on."""
+    if len(firsts) - 1 == len(maps):
+        return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
+    boxes = boxes_of(backbone, sizes)
+    return np.array(
+        [stitch(maps[a:z], boxes[a:z], (int(hw[0]), int(hw[1]))).max() for a, z, hw in zip(firsts, firsts[1:], sizes)]
+    )
 
 
 def _held_out(
-    folder: ModelFolder, b: dict, settings: EvaluateSettings, size: int, engine: EngineSettings, scorer
+    folder: ModelFolder, b: dict, settings: EvaluateSettings, backbone: BackboneSettings, engine: EngineSettings, scorer
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scores and map maxima of the good training images that the scoring bank never saw.
 
@@ -110,10 +149,14 @@ def _held_out(
         "folds": n_folds,
     }
     with h5io.reading(folder.train, folder.rebuild(folder.train), datasets=FEATURES, attrs=("grid",)) as f:
+        size, sizes = backbone.crop, f["sizes"][()]
         if not n_folds:
-            scores, maps = _score_rows(f, held, scorer, settings, size, "score held-out", folder.rebuild(folder.train))
+            scores, maps, firsts = _score_rows(
+                f, held, scorer, settings, size, "score held-out", folder.rebuild(folder.train)
+            )
             method = "split" if len(held) else "none"
-            return scores, _peaks(maps), {**calibration, "method": method, "holdout_images": int(len(held))}
+            peaks = _peaks(maps, firsts, sizes[held], backbone)
+            return scores, peaks, {**calibration, "method": method, "holdout_images": int(len(held))}
         scores, peaks = np.zeros(len(folds)), np.zeros(len(folds))
         for k in range(n_folds):
             images = np.flatnonzero(folds == k)
@@ -121,7 +164,7 @@ def _held_out(
             with engines.pool(
                 ScoreWorker, (fold_bank, settings.approximate_above, settings.device, "evaluate.device"), engine
             ) as fold_scorer:
-                s, m = _score_rows(
+                s, m, firsts = _score_rows(
                     f,
                     images,
                     fold_scorer,
@@ -130,11 +173,14 @@ def _held_out(
                     f"score fold {k + 1}/{n_folds}",
                     folder.rebuild(folder.train),
                 )
-            scores[images], peaks[images] = s, _peaks(m)
+            scores[images], peaks[images] = s, _peaks(m, firsts, sizes[images], backbone)
     return scores, peaks, {**calibration, "method": f"{n_folds}-fold", "holdout_images": int(len(folds))}
 
 
-def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: EngineSettings | None = None) -> Scored:
+def score(
+    folder: ModelFolder, backbone: BackboneSettings, settings: EvaluateSettings, engine: EngineSettings | None = None
+) -> Scored:
+    """The held-out and test images scored against the folder's bank, each through ``backbone``'s network inputs."""
     engine = engine or EngineSettings()
     if settings.faiss_threads:
         faiss.omp_set_num_threads(settings.faiss_threads)
@@ -151,12 +197,13 @@ def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: En
         ScoreWorker, (b["bank"], settings.approximate_above, settings.device, "evaluate.device"), engine
     ) as scorer:
         search, bank_size, device = scorer.first(ScoreWorker.search)
-        held_scores, held_peaks, calibration = _held_out(folder, b, settings, size, engine, scorer)
+        held_scores, held_peaks, calibration = _held_out(folder, b, settings, backbone, engine, scorer)
         with h5io.reading(folder.test, folder.rebuild(folder.test), datasets=FEATURES, attrs=("grid",)) as f:
             n = f["labels"].shape[0]
-            scores, maps = _score_rows(
-                f, np.arange(n), scorer, settings, size, "score test", folder.rebuild(folder.test)
+            scores, maps, firsts = _score_rows(
+                f, np.arange(n), scorer, settings, backbone.crop, "score test", folder.rebuild(folder.test)
             )
+            sizes = f["sizes"][()]
             if search["index"].startswith("approximate") and n:
                 # recall of the approximate index on (up to) 20,000 test patches spread over the set
                 rows = np.unique(
@@ -169,11 +216,13 @@ def score(folder: ModelFolder, size: int, settings: EvaluateSettings, engine: En
                 calibration=calibration,
                 scores=scores,
                 maps=maps,
+                starts=firsts,
+                boxes=boxes_of(backbone, sizes),
                 labels=f["labels"][()],
                 paths=h5io.read_strings(f["paths"]),
                 masks=h5io.read_strings(f["masks"]),
                 defects=h5io.read_strings(f["defects"]),
-                sizes=f["sizes"][()],
+                sizes=sizes,
                 attrs=dict(f.attrs),
                 bank_attrs=b["attrs"],
                 search=search,

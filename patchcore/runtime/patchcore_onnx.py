@@ -1,10 +1,11 @@
 """Run an exported PatchCore model (model.onnx) with onnxruntime: a module to copy beside your program.
 
 Its only imports besides the standard library are numpy, Pillow and onnxruntime. It prepares
-images exactly as the pipeline does (RGB conversion, resize of the shorter side, centre crop:
-the uint8 pixels extract saw) and turns the model's outputs into the JSON record that
-`patchcore predict` prints: score, normalised score, verdict, and the defect regions in the
-original image's pixels.
+images exactly as the pipeline does (RGB conversion, then the model's geometry: a resize and
+centre crop, the whole image in one padded input, or overlapping tiles; the uint8 pixels
+extract saw) and turns the model's outputs into the JSON record that `patchcore predict`
+prints: score, normalised score, verdict, and the defect regions in the original image's
+pixels, the tiles' maps stitched back at the image's own size.
 
     from patchcore_onnx import Inspector
     inspector = Inspector("model.onnx")
@@ -18,7 +19,7 @@ import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 from PIL import Image
@@ -57,19 +58,73 @@ def crop_offsets(width: int, height: int, crop: int) -> tuple[int, int]:
 
 def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, float, float, float]:
     """The original image as a box (x0, y0, x1, y1) in the model input's pixels."""
-    new_w, new_h = resized_size(width, height, resize)
-    left, top = crop_offsets(new_w, new_h, crop)
-    return float(-left), float(-top), float(new_w - left), float(new_h - top)
+    return views(width, height, {}, resize, crop)[0].box()
+
+
+GEOMETRIES = ("resize_crop", "whole", "tiles")
+Boxes: TypeAlias = np.ndarray | Sequence[tuple[float, float, float, float]]  # (k, 4): the image in each input's pixels
+MAX_VIEWS = 4096  # tiles of one image: 20 MP at scale 1 with 224 px tiles and a quarter overlap is about 700
+
+
+class View(NamedTuple):
+    """One network input of an image: the image resized to (width, height), and the square window of the input's
+    side at (left, top) of it; a window past the resized image's edge is padded with black."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+
+    def box(self) -> tuple[float, float, float, float]:
+        """The original image as a box (x0, y0, x1, y1) in this input's pixels."""
+        return float(-self.left), float(-self.top), float(self.width - self.left), float(self.height - self.top)
+
+
+def tile_starts(length: int, side: int, overlap: int) -> list[int]:
+    """Window starts along an axis of ``length`` pixels: the fewest windows of ``side`` that overlap by at least
+    ``overlap`` and cover every pixel, spread evenly from edge to edge (the last ends at the border)."""
+    if length <= side:
+        return [0]
+    n = -(-(length - overlap) // (side - overlap))
+    return [(i * (length - side) + (n - 1) // 2) // (n - 1) for i in range(n)]
+
+
+def views(width: int, height: int, geometry: dict, resize: int, crop: int) -> list[View]:
+    """The network inputs of a (width, height) image, in raster order.
+
+    resize_crop: the shorter side to ``resize``, the centred ``crop`` window (one input; the rest is dropped).
+    whole: the longer side to ``crop``, the shorter in proportion, centred in the window (one input, padded).
+    tiles: the image at ``scale`` (raised until the shorter side fills one tile), cut into ``crop`` windows that
+    overlap by ``overlap`` pixels or more and cover every pixel.
+    """
+    name = geometry.get("name", "resize_crop")
+    if name == "resize_crop":
+        w, h = resized_size(width, height, resize)
+        return [View(w, h, *crop_offsets(w, h, crop))]
+    if name == "whole":
+        long = max(width, height)
+        w, h = max(1, (width * crop + long // 2) // long), max(1, (height * crop + long // 2) // long)
+        return [View(w, h, -((crop - w) // 2), -((crop - h) // 2))]
+    scale = float(geometry["scale"])
+    w, h = int(width * scale + 0.5), int(height * scale + 0.5)
+    if min(w, h) < crop:  # smaller than one tile: enlarged until it fills one, never padded
+        w, h = resized_size(width, height, crop)
+    overlap = int(geometry["overlap"])
+    return [View(w, h, x, y) for y in tile_starts(h, crop, overlap) for x in tile_starts(w, crop, overlap)]
+
+
+def view_pixels(image: Image.Image, inputs: Sequence[View], crop: int, interpolation: str = "bilinear") -> np.ndarray:
+    """An opened image -> (views, crop, crop, 3) uint8 RGB, the model's inputs (all views share one resize)."""
+    rgb = to_rgb(image)
+    size = (inputs[0].width, inputs[0].height)
+    if size != rgb.size:
+        rgb = rgb.resize(size, FILTERS[interpolation])
+    return np.stack([np.asarray(rgb.crop((v.left, v.top, v.left + crop, v.top + crop))) for v in inputs])
 
 
 def prepare(image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
-    """An opened image -> (crop, crop, 3) uint8 RGB, the model's input."""
-    rgb = to_rgb(image)
-    size = resized_size(rgb.width, rgb.height, resize)
-    if size != rgb.size:
-        rgb = rgb.resize(size, FILTERS[interpolation])
-    left, top = crop_offsets(rgb.width, rgb.height, crop)
-    return np.asarray(rgb.crop((left, top, left + crop, top + crop)))
+    """An opened image -> (crop, crop, 3) uint8 RGB, the model's input (resize and centre crop)."""
+    return view_pixels(image, views(image.width, image.height, {}, resize, crop), crop, interpolation)[0]
 
 
 def _taps(n_src: int, start: float, stop: float, n_out: int):
@@ -77,21 +132,49 @@ def _taps(n_src: int, start: float, stop: float, n_out: int):
     inside = (u >= 0.0) & (u < n_src)
     p = np.clip(u - 0.5, 0.0, n_src - 1)
     low = np.floor(p).astype(np.int64)
-    return low, np.minimum(low + 1, n_src - 1), p - low, inside
+    return low, np.minimum(low + 1, n_src - 1), p - low, inside, u
 
 
 def to_original(amap: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
     """The (S, S) map of the crop as a (height, width) map of the original image, bilinearly; 0 outside the crop."""
     height, width = size
     x0, y0, x1, y1 = box
-    ylo, yhi, wy, yin = _taps(amap.shape[0], y0, y1, height)
-    xlo, xhi, wx, xin = _taps(amap.shape[1], x0, x1, width)
+    ylo, yhi, wy, yin, _ = _taps(amap.shape[0], y0, y1, height)
+    xlo, xhi, wx, xin, _ = _taps(amap.shape[1], x0, x1, width)
     a = np.asarray(amap, dtype=np.float64)
     rows = a[ylo] * (1.0 - wy)[:, None] + a[yhi] * wy[:, None]
     out = rows[:, xlo] * (1.0 - wx)[None, :] + rows[:, xhi] * wx[None, :]
     out[~yin, :] = 0.0
     out[:, ~xin] = 0.0
     return out.astype(np.float32)
+
+
+def _feather(n_src: int, box_start: float, box_stop: float, n_out: int):
+    """Along one axis: the covered output span, its bilinear taps and each pixel's weight, its distance to the
+    window's nearer edge (in input pixels): tiles hand over smoothly, and the edge patches, whose context is
+    padding, count least."""
+    low, high, w, inside, u = _taps(n_src, box_start, box_stop, n_out)
+    at = np.flatnonzero(inside)
+    span = slice(int(at[0]), int(at[-1]) + 1)
+    return span, low[span], high[span], w[span], np.maximum(np.minimum(u[span], n_src - u[span]), 1e-3)
+
+
+def stitch(maps: np.ndarray, boxes: Boxes, size: tuple[int, int]) -> np.ndarray:
+    """Views' (k, S, S) maps as one (height, width) map of the original image: one view as ``to_original``; where
+    views overlap, their values averaged with weights that fall to 0 at each window's edge (no seams)."""
+    if len(maps) == 1:
+        return to_original(maps[0], boxes[0], size)
+    total, weight = np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.float64)
+    for amap, (x0, y0, x1, y1) in zip(maps, boxes):
+        ys, ylo, yhi, wy, fy = _feather(amap.shape[0], y0, y1, size[0])
+        xs, xlo, xhi, wx, fx = _feather(amap.shape[1], x0, x1, size[1])
+        a = np.asarray(amap, dtype=np.float64)
+        rows = a[ylo] * (1.0 - wy)[:, None] + a[yhi] * wy[:, None]
+        values = rows[:, xlo] * (1.0 - wx)[None, :] + rows[:, xhi] * wx[None, :]
+        feather = fy[:, None] * fx[None, :]
+        total[ys, xs] += values * feather
+        weight[ys, xs] += feather
+    return np.divide(total, weight, out=np.zeros(size), where=weight > 0).astype(np.float32)
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -177,10 +260,13 @@ class Decision(NamedTuple):
     mask: np.ndarray | None
 
 
-def decide(score: float, amap: np.ndarray, box: tuple, size: tuple[int, int], threshold, pixel_threshold) -> Decision:
+def decide(
+    score: float, maps: np.ndarray, boxes: Boxes, size: tuple[int, int], threshold, pixel_threshold
+) -> Decision:
     """One image's decision, the same in evaluate, predict, the service and here: its score and verdict and (with a
-    pixel threshold) its regions; its map at the original (height, width) ``size``; its mask (None without)."""
-    omap = to_original(amap, box, size)
+    pixel threshold) its regions; its views' (k, S, S) ``maps`` (with their ``boxes``) stitched at the original
+    (height, width) ``size``; its mask (None without)."""
+    omap = stitch(maps, boxes, size)
     entry: dict = {"score": round(float(score), 6), "verdict": verdict(score, threshold)}
     mask = None
     if pixel_threshold is not None:
@@ -188,12 +274,12 @@ def decide(score: float, amap: np.ndarray, box: tuple, size: tuple[int, int], th
     return Decision(entry, omap, mask)
 
 
-def record(score: float, amap: np.ndarray, box: tuple, size: tuple[int, int], meta: dict) -> Decision:
+def record(score: float, maps: np.ndarray, boxes: Boxes, size: tuple[int, int], meta: dict) -> Decision:
     """predict's record of one image of (width, height) ``size``: the decision, its normalised score, the threshold
     and the size; ``meta`` holds threshold, pixel_threshold and score_range. Also its map and mask."""
     width, height = size
     threshold, span = meta["threshold"], meta["score_range"]
-    entry, omap, mask = decide(score, amap, box, (height, width), threshold, meta["pixel_threshold"])
+    entry, omap, mask = decide(score, maps, boxes, (height, width), threshold, meta["pixel_threshold"])
     scaled = None if threshold is None or span is None else round(normalised(score, threshold, *span), 6)
     return Decision({**entry, "normalised_score": scaled, "threshold": threshold, "size": [width, height]}, omap, mask)
 
@@ -235,7 +321,23 @@ def checked_metadata(meta: dict) -> dict:
         raise ValueError("metadata 'score_range' must be [lowest, highest] or null")
     if not _positive(meta.get("heat_scale")):
         raise ValueError("metadata 'heat_scale' must be a positive number")
+    _check_geometry(geometry_of(meta), meta["input_size"])
     return meta
+
+
+def geometry_of(meta: dict) -> dict:
+    """The geometry a file's metadata names; files written before tiles name none: resize_crop."""
+    return meta.get("geometry", {"name": "resize_crop"})
+
+
+def _check_geometry(geometry: object, size: int) -> None:
+    """The metadata's geometry (absent before tiles: resize_crop), refused unless views() can act on it."""
+    if not isinstance(geometry, dict) or geometry.get("name") not in GEOMETRIES:
+        raise ValueError(f"metadata 'geometry' must name one of {', '.join(GEOMETRIES)}")
+    if geometry["name"] == "tiles":
+        scale, overlap = geometry.get("scale"), geometry.get("overlap")
+        if not (_positive(scale) and scale <= 4 and isinstance(overlap, int) and 0 <= overlap <= size // 2):  # type: ignore[operator]
+            raise ValueError("metadata 'geometry' of tiles needs a 'scale' in (0, 4] and an 'overlap' in [0, S/2]")
 
 
 # the bytes of an ONNX TensorProto's external_data entry {key: "location", ...}: weights in another file
@@ -260,6 +362,18 @@ def checked_graph(session: object, meta: dict) -> None:
         raise ValueError(
             f"the graph's outputs are {sorted(outputs)[:10]}; a patchcore model gives 'score' and 'anomaly_map'"
         )
+    if geometry_of(meta)["name"] == "tiles" and "patch_max" not in outputs:
+        raise ValueError("the graph has no output 'patch_max', which tiles need to pick each image's highest patch")
+
+
+def image_scores(scores: np.ndarray, patch_max: np.ndarray | None, counts: Sequence[int]) -> np.ndarray:
+    """Per-input scores -> per-image scores, an image being ``counts`` consecutive inputs: the score of the input
+    that holds the image's highest patch (its first on a tie), as evaluate scores a tiled image (Eq. 7 on its m*)."""
+    if all(c == 1 for c in counts):
+        return np.asarray(scores)
+    ends = np.cumsum(counts)
+    picks = [int(end - count + np.argmax(patch_max[end - count : end])) for end, count in zip(ends, counts)]  # type: ignore[index]
+    return np.asarray(scores)[picks]
 
 
 class Inspector:
@@ -291,24 +405,38 @@ class Inspector:
         self.size, self.resize = int(self.meta["input_size"]), int(self.meta["resize"])
         self.interpolation = str(self.meta["interpolation"])
 
+    def inputs(self, image: Image.Image) -> tuple[np.ndarray, list]:
+        """An opened image -> its (k, S, S, 3) uint8 network inputs and their boxes (the file's geometry)."""
+        cut = views(image.width, image.height, geometry_of(self.meta), self.resize, self.size)
+        if len(cut) > MAX_VIEWS:
+            raise ValueError(f"{image.width} x {image.height} pixels makes {len(cut)} tiles, more than {MAX_VIEWS}")
+        return view_pixels(image, cut, self.size, self.interpolation), [v.box() for v in cut]
+
     def prepare(self, image: Image.Image) -> np.ndarray:
-        return prepare(image, self.resize, self.size, self.interpolation)
+        """An opened image -> its first network input (S, S, 3): its only one unless the file's geometry is tiles."""
+        return self.inputs(image)[0][0]
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, S, S, 3) uint8 -> scores (N,), anomaly maps (N, S, S)."""
+        """(N, S, S, 3) uint8 -> scores (N,), anomaly maps (N, S, S), one per input."""
         score, amap = self.session.run(["score", "anomaly_map"], {"image": np.ascontiguousarray(batch, dtype=np.uint8)})
         return score, amap
 
-    def decide(self, score: float, amap: np.ndarray, size: tuple[int, int]) -> Decision:
-        """One image's record (predict's fields), its map at the original (width, height) ``size`` and its mask."""
-        box = crop_box(size[0], size[1], self.resize, self.size)
-        return record(score, amap, box, size, self.meta)
+    def score(self, batch: np.ndarray, counts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs of images of ``counts`` inputs each, (V, S, S, 3) uint8 -> image scores (n,), maps (V, S, S)."""
+        names = ["score", "anomaly_map"] + (["patch_max"] if any(c > 1 for c in counts) else [])
+        out = self.session.run(names, {"image": np.ascontiguousarray(batch, dtype=np.uint8)})
+        return image_scores(out[0], out[2] if len(out) > 2 else None, counts), out[1]
+
+    def decide(self, score: float, maps: np.ndarray, boxes: Boxes, size: tuple[int, int]) -> Decision:
+        """One image's record (predict's fields), its inputs' maps stitched at the original (width, height) ``size``,
+        and its mask."""
+        return record(score, maps, boxes, size, self.meta)
 
     def inspect(self, paths: Iterable[str | Path], batch: int = 8) -> Iterable[dict]:
-        """One record per image file, ``batch`` images per run of the model."""
+        """One record per image file, the inputs of ``batch`` images per run of the model."""
         paths = list(paths)
         for first in range(0, len(paths), batch):
-            group, sizes = [], []
+            group, sizes, boxes = [], [], []
             for path in paths[first : first + batch]:
                 with warnings.catch_warnings():  # Pillow's DecompressionBombWarning: refused below, in one line
                     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
@@ -319,7 +447,12 @@ class Inspector:
                             f"{path}: {image.width} x {image.height} pixels is beyond the {MAX_PIXELS} pixel limit"
                         )
                     sizes.append(image.size)
-                    group.append(self.prepare(image))
-            scores, maps = self.run(np.stack(group))
-            for path, size, score, amap in zip(paths[first : first + batch], sizes, scores, maps):
-                yield {"image": str(path), **self.decide(float(score), amap, size)[0]}
+                    pixels, box = self.inputs(image)
+                    group.append(pixels)
+                    boxes.append(box)
+            scores, maps = self.score(np.concatenate(group), [len(b) for b in boxes])
+            at = 0
+            for path, size, score, box in zip(paths[first : first + batch], sizes, scores, boxes):
+                decision = self.decide(float(score), maps[at : at + len(box)], box, size)
+                at += len(box)
+                yield {"image": str(path), **decision.record}

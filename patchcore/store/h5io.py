@@ -48,15 +48,29 @@ def read_strings(dataset: h5py.Dataset) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
 
 
-def image_runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) covering the given sorted images, neighbours merged.
+def view_starts(f: h5py.File) -> np.ndarray:
+    """(n + 1,) the first network input of each image of a features file, and their count last: one input per image
+    unless the file holds ``views`` (tiles), each image's count of them."""
+    n = f["labels"].shape[0]
+    if "views" not in f:
+        return np.arange(n + 1, dtype=np.int64)
+    counts = np.asarray(f["views"][()], dtype=np.int64)
+    if counts.shape != (n,) or (counts < 1).any():
+        raise ValueError("'views' must hold one positive count per image")
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+def image_runs(images: np.ndarray, per_view: int, starts: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) covering the given sorted images, neighbours merged; ``starts`` are the images'
+    first inputs (view_starts; one input each without).
 
     Patch files store each image's rows contiguously; reading runs instead of one image at
     a time avoids a copy per image.
     """
     runs: list[tuple[int, int]] = []
     for i in images:
-        start, stop = int(i) * per_image, (int(i) + 1) * per_image
+        first, last = (int(i), int(i) + 1) if starts is None else (int(starts[i]), int(starts[i + 1]))
+        start, stop = first * per_view, last * per_view
         if runs and runs[-1][1] == start:
             runs[-1] = (runs[-1][0], stop)
         else:
@@ -64,9 +78,9 @@ def image_runs(images: np.ndarray, per_image: int) -> list[tuple[int, int]]:
     return runs
 
 
-def read_images(dataset: h5py.Dataset, images: np.ndarray, per_image: int) -> np.ndarray:
+def read_images(dataset: h5py.Dataset, images: np.ndarray, per_view: int, starts: np.ndarray | None = None):
     """The rows of the given sorted images, in order."""
-    blocks = [dataset[a:b] for a, b in image_runs(images, per_image)]
+    blocks = [dataset[a:b] for a, b in image_runs(images, per_view, starts)]
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 

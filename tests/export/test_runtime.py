@@ -197,7 +197,9 @@ def test_the_decision_on_non_square_images(width, height, resize, shrink, score,
     crop = max(32, resize - shrink)
     amap = np.random.default_rng(seed).random((crop, crop)).astype(np.float32) * 2.0
     threshold, pixel, low, high = 2.0, 1.6, 1.0, 3.0
-    record, omap, mask = _bare_inspector(resize, crop, threshold, pixel, low, high).decide(score, amap, (width, height))
+    inspector = _bare_inspector(resize, crop, threshold, pixel, low, high)
+    _, boxes = inspector.inputs(Image.new("RGB", (width, height)))  # the boxes the runtime's own geometry gives
+    record, omap, mask = inspector.decide(score, amap[None], boxes, (width, height))
     box = torchvision_crop_box(resize, crop, "bilinear", (height, width))
     assert omap.shape == (height, width) and np.allclose(omap, map_back(amap, box, (height, width)), atol=1e-6)
     expected_mask, expected_regions = scipy_regions(omap, pixel)
