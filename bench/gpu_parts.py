@@ -9,13 +9,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from patchcore import backbones as bb
-from patchcore.backbones.stream import ImageFiles, loader
+from patchcore.backbones.stream import grouped, loader
 from patchcore.config import AggregationSettings
 from patchcore.core import devices, torch_kcenter
 from patchcore.core.sampling import coreset_size, greedy_kcenter, project, projection_matrix, start_index
+from patchcore.datasets.images import normalised
 from patchcore.datasets.layout import list_split
 
 
@@ -23,12 +23,8 @@ def _batches(root: Path, settings, extract, limit: int | None = None) -> list[to
     """The category's images decoded and resized as extract does, in extract's batches, in memory."""
     samples = list_split(root, "train") + list_split(root, "test")
     samples = samples[:limit] if limit else samples
-    batches = DataLoader(
-        ImageFiles([root / s.path for s in samples], settings),
-        batch_size=extract.batch_size,
-        num_workers=extract.num_workers,
-    )
-    return [images for images, _ in batches]
+    images = loader([root / s.path for s in samples], settings, extract.num_workers)
+    return [normalised(pixels, settings) for pixels, _ in grouped(images, extract.batch_size, pin=False)]
 
 
 def _network(settings, extract, device: torch.device):

@@ -158,7 +158,9 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
     full_ov = ov.Core().compile_model(str(project / "exported/model.xml"), "CPU", f32)
     bare_ov = ov.Core().compile_model(str(bare), "CPU", f32)
     return {
-        "torch predict": lambda x: worker.predict(normalised(x), card.reweight_neighbours, s.crop, card.blur_sigma),
+        "torch predict": lambda x: worker.predict(
+            torch.from_numpy(x), None, card.reweight_neighbours, s.crop, card.blur_sigma
+        ),
         "torch backbone": bare_torch,
         "onnxruntime file": lambda x: full_ort.run(None, {"image": x}),
         "onnxruntime backbone": lambda x: bare_ort.run(None, {"x": normalised(x).contiguous().numpy()}),

@@ -1,5 +1,6 @@
 """Typed settings: params.yaml and the model card, validated once per command."""
 
+from patchcore.config.backbone import GeometrySettings
 from patchcore.config.loader import DEFAULT_PARAMS, load, validate
 from patchcore.config.settings import (
     AggregationSettings,
@@ -21,6 +22,7 @@ __all__ = [
     "DatasetSpec",
     "EvaluateSettings",
     "ExtractSettings",
+    "GeometrySettings",
     "Params",
     "RunSelection",
     "load",

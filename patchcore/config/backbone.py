@@ -8,7 +8,6 @@ from pydantic import AfterValidator, Field, StrictInt, StrictStr, model_validato
 
 from patchcore.config.names import Name
 from patchcore.config.types import Positive, Real, Scale, Section, Share, at_most
-from patchcore.runtime.patchcore_onnx import views as runtime_views
 
 # a patch feature is pooled from the chosen layers' channels (WideResNet50 layer2 + layer3: 1536,
 # CLIP RN50x16's: 2304); pooling to more dimensions than there are channels only repeats values
@@ -92,10 +91,6 @@ class BackboneSettings(Section):
                 "than cover; use at most crop / 2"
             )
         return self
-
-    def views(self, width: int, height: int) -> list:
-        """The network inputs of a (width, height) image (the runtime's views, one definition)."""
-        return runtime_views(width, height, self.geometry.describe(self.crop), self.resize, self.crop)
 
     @property
     def multi_view(self) -> bool:

@@ -62,10 +62,15 @@ def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, 
 MAX_PIXELS = runtime.MAX_PIXELS
 
 
-def checked_views(settings: BackboneSettings, size: tuple[int, int], name: object) -> list:
+def views_of(settings: BackboneSettings, width: int, height: int) -> list[runtime.View]:
+    """The network inputs of a (width, height) image under the backbone's geometry: the runtime's, one definition."""
+    return runtime.views(width, height, settings.geometry.describe(settings.crop), settings.resize, settings.crop)
+
+
+def checked_views(settings: BackboneSettings, size: tuple[int, int], name: object) -> list[runtime.View]:
     """The network inputs of an image of (width, height) ``size``, refused past MAX_VIEWS (its tiles' features would
     not fit the memory a category is sized for)."""
-    inputs = settings.views(*size)
+    inputs = views_of(settings, *size)
     if len(inputs) > runtime.MAX_VIEWS:
         raise UsageError(
             f"{name}: {size[0]} x {size[1]} pixels makes {len(inputs)} tiles at backbones.{settings.name}.geometry.scale "

@@ -42,14 +42,15 @@ def _geometry(backbone: BackboneSettings) -> dict:
     return {**described, **sizes}
 
 
-def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict, multi_view: str | None = None) -> dict:
-    """Why each null of the record is null: the threshold's reasons plus those of the test set and the data (and,
-    with ``multi_view`` the geometry's name, why the network-view pixel metrics are)."""
+NETWORK_VIEW = ("pixel_auroc", "aupro", "aupro_005", "ci95.pixel_auroc", "ci95.aupro")
+
+
+def _reasons(s: Scored, no_pixel: bool, data: dict, reasons: dict, view: str | None = None) -> dict:
+    """Why each null of the record is null: the threshold's reasons plus those of the test set and the data, and
+    ``view``: why the network-view pixel metrics are null where the full-size ones are not."""
     reasons = dict(reasons)
-    if multi_view and not no_pixel:
-        geometry = f"geometry {multi_view}: an image is not one network view; its pixel metrics are under full_size"
-        for key in ("pixel_auroc", "aupro", "aupro_005", "ci95.pixel_auroc", "ci95.aupro"):
-            reasons[key] = geometry
+    if view and not no_pixel:
+        reasons.update({key: view for key in NETWORK_VIEW})
     no_auroc = records.no_auroc(s.labels)
     if no_auroc:
         reasons.update({"image_auroc": no_auroc, "image_ap": no_auroc, "ci95": no_auroc})
@@ -87,9 +88,13 @@ def metrics_record(
 ) -> dict:
     pix, pro = pixel.auroc, pixel.aupro
     no_auroc = records.no_auroc(s.labels)
-    multi = backbone.geometry.name if backbone.multi_view else None
-    no_pixel = (pixel.full_size["pixel_auroc"] if multi else pix) is None
-    reasons = _reasons(s, no_pixel, data, reasons, multi)
+    no_pixel = pixel.full_size["pixel_auroc"] is None
+    view = None
+    if backbone.multi_view:
+        view = f"geometry {backbone.geometry.name}: an image is not one network view; see full_size"
+    elif pix is None:
+        view = "every defect pixel lies outside the network's view (resize and centre crop); see full_size"
+    reasons = _reasons(s, no_pixel, data, reasons, view)
     threshold_metrics = None
     if chosen is not None:
         at, more = thresholds.at_threshold(s.labels, s.scores, chosen["threshold"])

@@ -112,6 +112,18 @@ def _write_bank(out: Path, arrays: dict[str, np.ndarray], attrs: dict) -> None:
             h5io.set_attrs(g, attrs)
 
 
+def _images(f, train_h5: Path, fix: str) -> tuple[int, np.ndarray, int]:
+    """The training images, each one's first network input (h5io.view_starts), and the rows of one input."""
+    try:
+        starts = h5io.view_starts(f)
+    except ValueError as exc:
+        raise UsageError(f"{train_h5}: {exc}; {fix}") from None
+    rows = f["patches"].shape[0]
+    if starts[-1] == 0 or rows % int(starts[-1]):
+        raise UsageError(f"{train_h5}: {rows} patch rows do not split into {int(starts[-1])} network inputs; {fix}")
+    return len(starts) - 1, starts, rows // int(starts[-1])
+
+
 def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> dict:
     """The bank, and the held-out good images evaluate scores for label-free thresholds.
 
@@ -122,13 +134,7 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
     device = devices.resolve(settings.device, "coreset.device")
     with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
-        n = patches.shape[0]
-        n_images = f["labels"].shape[0]
-        try:
-            starts = h5io.view_starts(f)
-        except ValueError as exc:
-            raise UsageError(f"{train_h5}: {exc}; {fix}") from None
-        per_view = n // int(starts[-1])  # the rows of one network input (the patch grid)
+        n_images, starts, per_view = _images(f, train_h5, fix)
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_view, starts)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from patchcore.config import BackboneSettings, EvaluateSettings
 from patchcore.core.scoring import reweighting
+from patchcore.datasets.images import views_of
 from patchcore.engines import ray_pool as engines
 from patchcore.engines.score_worker import ScoreWorker
 from patchcore.engines.settings import EngineSettings
@@ -118,7 +119,7 @@ BANK = ("bank", "holdout_images", "image_folds", "fold_rows", "fold_starts")
 
 def boxes_of(backbone: BackboneSettings, sizes: np.ndarray) -> np.ndarray:
     """(V, 4) the boxes of every network input of images of (height, width) ``sizes``, in order."""
-    boxes = [v.box() for h, w in sizes for v in backbone.views(int(w), int(h))]
+    boxes = [v.box() for h, w in sizes for v in views_of(backbone, int(w), int(h))]
     return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 

@@ -260,9 +260,7 @@ class Decision(NamedTuple):
     mask: np.ndarray | None
 
 
-def decide(
-    score: float, maps: np.ndarray, boxes: Boxes, size: tuple[int, int], threshold, pixel_threshold
-) -> Decision:
+def decide(score: float, maps: np.ndarray, boxes: Boxes, size: tuple[int, int], threshold, pixel_threshold) -> Decision:
     """One image's decision, the same in evaluate, predict, the service and here: its score and verdict and (with a
     pixel threshold) its regions; its views' (k, S, S) ``maps`` (with their ``boxes``) stitched at the original
     (height, width) ``size``; its mask (None without)."""
@@ -336,7 +334,8 @@ def _check_geometry(geometry: object, size: int) -> None:
         raise ValueError(f"metadata 'geometry' must name one of {', '.join(GEOMETRIES)}")
     if geometry["name"] == "tiles":
         scale, overlap = geometry.get("scale"), geometry.get("overlap")
-        if not (_positive(scale) and scale <= 4 and isinstance(overlap, int) and 0 <= overlap <= size // 2):  # type: ignore[operator]
+        scaled = _positive(scale) and float(scale) <= 4  # type: ignore[arg-type]
+        if not (scaled and isinstance(overlap, int) and not isinstance(overlap, bool) and 0 <= overlap <= size // 2):
             raise ValueError("metadata 'geometry' of tiles needs a 'scale' in (0, 4] and an 'overlap' in [0, S/2]")
 
 
@@ -371,8 +370,10 @@ def image_scores(scores: np.ndarray, patch_max: np.ndarray | None, counts: Seque
     that holds the image's highest patch (its first on a tie), as evaluate scores a tiled image (Eq. 7 on its m*)."""
     if all(c == 1 for c in counts):
         return np.asarray(scores)
+    if patch_max is None:
+        raise ValueError("an image of several inputs needs each input's highest patch score (patch_max)")
     ends = np.cumsum(counts)
-    picks = [int(end - count + np.argmax(patch_max[end - count : end])) for end, count in zip(ends, counts)]  # type: ignore[index]
+    picks = [int(end - count + np.argmax(patch_max[end - count : end])) for end, count in zip(ends, counts)]
     return np.asarray(scores)[picks]
 
 

@@ -91,7 +91,10 @@ def fingerprint(
     bank of another category of the same backbone is not taken for this one's. The device is
     not in it: a GPU's features differ from the CPU's only by rounding, and a bank built on one
     may score images on the other."""
+    # the geometry only where it is not the default: features and models made before it existed stay valid
+    geometry = {"geometry": settings.geometry.describe(settings.crop)} if settings.multi_view else {}
     return {
+        **geometry,
         "backbone": settings.name,
         "arch": settings.arch,
         "weights": weights,

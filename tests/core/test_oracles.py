@@ -141,3 +141,41 @@ def test_lazy_kcenter_picks_are_the_textbook_picks_across_every_block_boundary(k
         assert len(picks) == count and len(set(picks.tolist())) == count, count  # distinct rows
         assert picks.min() >= 0 and picks.max() < len(points), count  # every one a row of the points
         assert picks.tolist() == expected[:count], count
+
+
+def test_a_tiled_image_is_scored_by_eq7_over_all_its_tiles_patches():
+    """An image cut into tiles (different counts per image) scores as the paper's Eq. 7 on the union of its tiles'
+    patches: m_test* is the highest patch over every tile, whichever tile holds it."""
+    rng = np.random.default_rng(3)
+    bank = rng.standard_normal((200, 16)).astype(np.float32)
+    per_tile, counts = 12, [3, 1, 4]
+    patches = rng.standard_normal((sum(counts) * per_tile, 16)).astype(np.float32)
+    patches[7 * per_tile + 5] += 6.0  # the highest patch of the third image sits in its last tile
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    nearest = NearestBank(bank)
+    scores, maps = score_images(nearest, patches, (3, 4), 5, 8, 0.0, starts)
+    assert maps.shape == (sum(counts), 8, 8)
+    for i in range(len(counts)):
+        rows = patches[starts[i] * per_tile : starts[i + 1] * per_tile]
+        assert scores[i] == pytest.approx(eq7_oracle(rows, bank, 5), rel=RTOL)
+
+
+def test_a_tiled_image_takes_eq7_of_its_highest_patch_not_the_highest_eq7_of_its_tiles():
+    """Tile A's highest patch (5.0 from the bank) lies by a dense cluster, so Eq. 7 weighs it down to 4.0; tile B's
+    (4.9) by a lone bank row keeps about 4.9. The paper's image score is A's (its m_test* is the highest patch), not
+    the larger of the two tiles' scores."""
+    dim, b = 8, 5
+    cluster = np.zeros((b, dim), dtype=np.float32)
+    cluster[:, 1] = np.arange(b) * 1e-4  # b rows at one spot
+    lone = np.zeros((1, dim), dtype=np.float32)
+    lone[0, 0] = 100.0
+    bank = np.concatenate([cluster, lone])
+    tiles = np.zeros((2, 4, dim), dtype=np.float32)
+    tiles[0] = cluster[0]  # tile A: its patches on the cluster, one 5 away
+    tiles[0, 2, 2] = 5.0
+    tiles[1] = lone[0]  # tile B: on the lone row, one 4.9 away
+    tiles[1, 1, 3] = 4.9
+    patches = tiles.reshape(-1, dim)
+    scores, _ = score_images(NearestBank(bank), patches, (2, 2), b, 4, 0.0, np.array([0, 2]))
+    assert scores[0] == pytest.approx(eq7_oracle(patches, bank, b), rel=RTOL)
+    assert scores[0] == pytest.approx(4.0, abs=1e-2)

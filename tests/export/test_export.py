@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from patchcore.datasets.images import image_transform, load_rgb
+from patchcore.datasets.images import load_rgb, network_view
 from patchcore.engines.predict_worker import PredictWorker
 from patchcore.runtime.patchcore_onnx import Inspector
 from patchcore.store.model_folder import load_model
@@ -106,7 +106,8 @@ def test_the_file_carries_its_thresholds_fingerprint_and_provenance(exported):
         and shape[1:] == [224, 224, 3]
         and isinstance(shape[0], str)
     )
-    assert [o.name for o in model.graph.output] == ["score", "anomaly_map"]
+    assert [o.name for o in model.graph.output] == ["score", "anomaly_map", "patch_max"]
+    assert meta["geometry"] == {"name": "resize_crop"}
 
 
 def test_maps_are_predicts_maps(exported):
@@ -124,7 +125,8 @@ def test_maps_are_predicts_maps(exported):
         torch.get_num_threads(),
     )
     scores, maps = worker.predict(
-        torch.stack([image_transform(card.backbone)(load_rgb(p)) for p in images]),
+        torch.from_numpy(np.stack([np.asarray(network_view(card.backbone)(load_rgb(p))) for p in images])),
+        None,
         card.reweight_neighbours,
         224,
         card.blur_sigma,

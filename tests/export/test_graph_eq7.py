@@ -67,7 +67,7 @@ def test_the_graphs_eq7_is_the_papers_where_it_is_active():
     bank = np.concatenate([p + 0.6 * rng.standard_normal(p.shape) for p in patches] * 2).astype(np.float32)
     graph = InspectionGraph(features, bank, B, (GRID, GRID), sigma=1.0).eval()
     with torch.no_grad():
-        scores, _ = graph(images)
+        scores, _, _ = graph(images)
     for i in range(3):
         expected = eq7(patches[i], bank.astype(np.float64), B)
         s_star = float(np.sqrt(((patches[i][:, None] - bank[None].astype(np.float64)) ** 2).sum(-1)).min(1).max())

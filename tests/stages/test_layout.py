@@ -90,8 +90,8 @@ def _long_functions(tree: ast.AST) -> list[tuple[str, int]]:
 
 # the copyable runtime is one file to put beside a program (numpy, Pillow, onnxruntime): split, it would be a
 # package to install; it holds the decision geometry (crop box, map-back, regions, normalised score) the pipeline
-# imports, so it is the one definition
-ONE_FILE = {"patchcore/runtime/patchcore_onnx.py": 340}
+# imports, so it is the one definition; with the input geometries (views, tiles, the stitch) it holds more
+ONE_FILE = {"patchcore/runtime/patchcore_onnx.py": 470}
 LINE = 120  # characters of code; a long message string may run on (it stays whole for grep)
 
 

@@ -34,6 +34,7 @@ CHANGED = {
     ("backbone", "target_dim"): 128,
     ("backbone", "layer_dim"): 96,
     ("backbone", "interpolation"): "bicubic",
+    ("backbone", "geometry"): config.GeometrySettings(name="tiles"),
     ("aggregation", "patchsize"): 5,
     ("aggregation", "border"): "valid",
     ("aggregation", "layer_weighting"): "channels",
