@@ -87,7 +87,7 @@ class BackboneSettings(Section):
         overlap = self.geometry.overlap
         if overlap is not None and 2 * overlap > self.crop:
             raise ValueError(
-                f"geometry 'overlap' {overlap} is more than half the {self.crop} px tile: tiles would repeat rather "
+                f"'geometry.overlap' {overlap} is more than half the {self.crop} px tile: tiles would repeat rather "
                 "than cover; use at most crop / 2"
             )
         return self

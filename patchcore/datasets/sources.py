@@ -28,6 +28,10 @@ BUNDLED = {
     "hazelnut_surface_good": BundledArchive(
         "data/bundled/hazelnut_surface_good.tar.gz", "edee8d8984e748f7a1b73a051d88a7d62b4f29fca205fd969efef3748242f387"
     ),
+    # trays of eight nuts, 2048 x 1024 px, with small defects, some at the border (bench/make_tray.py)
+    "hazelnut_tray": BundledArchive(
+        "data/bundled/hazelnut_tray.tar.gz", "6dcdd19ea033add43c1104030d9f3d4fb0c853b1d2909a357914d621263b9a72"
+    ),
 }
 
 

@@ -54,6 +54,17 @@ class Scored:
     mask: np.ndarray | None
     picture: Image.Image  # the image as the network saw it (resized and cropped; whole and tiles: the image)
     amap: np.ndarray  # the map on that picture
+    window: tuple[float, float, float, float]  # the picture's extent (x0, y0, x1, y1) in the image's own pixels
+
+
+def window_of(box, size: tuple[int, int], picture: Image.Image) -> tuple[float, float, float, float]:
+    """Where ``picture`` lies in the (width, height) image: all of it, or the crop that ``box`` (the image in the
+    crop's pixels) describes, so that regions (in the image's pixels) can be drawn over the picture."""
+    if picture.size == size:
+        return 0.0, 0.0, float(size[0]), float(size[1])
+    x0, y0, x1, y1 = box
+    sx, sy = size[0] / (x1 - x0), size[1] / (y1 - y0)
+    return -x0 * sx, -y0 * sy, (picture.width - x0) * sx, (picture.height - y0) * sy
 
 
 class Model(Protocol):
@@ -117,7 +128,9 @@ class TorchModel:
         for image, item, score in zip(images, items, scores):
             views, first = maps[first : first + len(item.pixels)], first + len(item.pixels)
             entry, omap, mask = decided(float(score), views, item.boxes, image.size, c)
-            out.append(Scored(entry, omap, mask, item.picture, omap if c.backbone.multi_view else views[0]))
+            amap = omap if c.backbone.multi_view else views[0]
+            window = window_of(item.boxes[0], image.size, item.picture)
+            out.append(Scored(entry, omap, mask, item.picture, amap, window))
         return out
 
 
@@ -175,7 +188,7 @@ class OnnxModel:
             views, first = maps[first : first + len(boxes)], first + len(boxes)
             entry, omap, mask = self.inspector.decide(float(score), views, boxes, image.size)
             picture, amap = (Image.fromarray(pixels[0]), views[0]) if one else (image, omap)
-            out.append(Scored(entry, omap, mask, picture, amap))
+            out.append(Scored(entry, omap, mask, picture, amap, window_of(boxes[0], image.size, picture)))
         return out
 
 

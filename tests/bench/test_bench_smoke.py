@@ -112,11 +112,21 @@ def test_make_surface_rebuilds_the_bundled_archive_byte_for_byte(tmp_path):
     )
 
 
+def test_make_tray_rebuilds_the_bundled_archive_byte_for_byte(tmp_path):
+    out = tmp_path / "tray.tar.gz"
+    result = _run("make_tray", ["--out", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        hashlib.sha256(out.read_bytes()).digest()
+        == hashlib.sha256((REPO / "data/bundled/hazelnut_tray.tar.gz").read_bytes()).digest()
+    )
+
+
 SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
 
 
 def test_every_bench_script_is_in_the_tiny_runs():
-    assert set(SCRIPTS) - {"make_surface", "thresholds", "serve", "reference_wrn50"} <= set(TINY), (
+    assert set(SCRIPTS) - {"make_surface", "make_tray", "thresholds", "serve", "reference_wrn50"} <= set(TINY), (
         "add the new script to TINY"
     )
 

@@ -58,6 +58,7 @@ def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_p
     assert (
         width == server.json("GET", "/v1/model")[1]["input_size"]
     )  # the overlay PNG (the network's view), decoded by the browser
+    _regions_drawn_where_they_are(page, newest)
     page.click("#mark-good")
     page.wait_for_selector("#review:has-text('good')")
     assert server.json("GET", f"/v1/inspections/{newest['id']}")[1]["review"] == "good"
@@ -72,6 +73,39 @@ def test_upload_see_the_verdict_and_heatmap_and_review(browser, server, served_p
     assert not outside, f"the page reached outside the service: {outside}"
     assert not errors, errors
     page.close()
+
+
+BOX = """[...document.querySelectorAll('#boxes .region')].map(b => {
+  const r = b.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"""
+PICTURE = "(() => { const r = document.getElementById('heatmap').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+
+
+def _regions_drawn_where_they_are(page, inspection: dict) -> None:
+    """Each region's box over the heatmap where the region lies (the record's pixels through heatmap_window), at the
+    fitted size and at full resolution, where the picture is shown at its own pixels."""
+    x0, y0, x1, y1 = inspection["heatmap_window"]
+    regions = inspection["regions"]
+    assert regions, "the defective image has regions"
+    for zoomed in (False, True):
+        if zoomed:
+            page.click("#zoom")
+            _until(
+                page,
+                "document.getElementById('heatmap').getBoundingClientRect().width === "
+                "document.getElementById('heatmap').naturalWidth",
+            )
+        left, top, width, height = page.evaluate(PICTURE)
+        boxes = page.evaluate(BOX)
+        assert len(boxes) == len(regions)
+        for box, r in zip(boxes, regions):
+            expected = (
+                left + (r["x"] - x0) / (x1 - x0) * width,
+                top + (r["y"] - y0) / (y1 - y0) * height,
+                r["width"] / (x1 - x0) * width,
+                r["height"] / (y1 - y0) * height,
+            )
+            assert all(abs(a - b) <= 1.0 for a, b in zip(box, expected)), (box, expected)
+    page.click("#zoom")
 
 
 def test_a_bad_file_shows_the_services_message(browser, server, tmp_path):

@@ -152,3 +152,21 @@ def test_the_crop_images_auroc_is_chance_on_this_category(wide):
     labels = np.array([1 if k.startswith("test/colour") else 0 for k in scores])
     assert record["image_auroc"] == pytest.approx(image_auroc(labels, np.array(list(scores.values()))), abs=1e-6)
     assert record["image_auroc"] < 0.9
+
+
+def test_the_service_models_score_a_tiled_picture_as_evaluate_did(wide, tmp_path):
+    """What patchcore serve holds (model.loaded): the torch folder and the exported file, one picture each."""
+    from patchcore.datasets.images import load_rgb
+    from patchcore.model.loaded import OnnxModel, TorchModel
+
+    folder = wide / "features/sample/hazelnut_toy/lite0_tiles"
+    result = run_cli("export", str(folder), "--out", str(tmp_path / "onnx"), cwd=wide)
+    assert result.returncode == 0, result.stderr
+    image = load_rgb(wide / "data/sample/hazelnut_toy/test/colour/02.png")
+    expected = _scores(wide, "lite0_tiles")["test/colour/02.png"]
+    for model in (TorchModel(folder, "cpu"), OnnxModel(tmp_path / "onnx/model.onnx")):
+        (scored,) = model.score([image])
+        assert scored.entry["score"] == pytest.approx(expected, rel=1e-4), model.runtime
+        assert scored.picture.size == (1536, 512) and scored.amap.shape == (512, 1536)
+        assert scored.window == (0.0, 0.0, 1536.0, 512.0)  # the heatmap covers the whole picture
+        assert scored.entry["regions"][0]["x"] >= 1024 - 32

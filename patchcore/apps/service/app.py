@@ -76,6 +76,8 @@ def _store(model: Model, described: dict, history: History, settings: Settings, 
     record = {
         "image": upload.name,
         **scored.entry,
+        # where the heatmap lies in the image (x0, y0, x1, y1): the page draws the regions over it
+        "heatmap_window": [round(v, 3) for v in scored.window],
         "model": settings.model_path,
         "weights": described["weights"],
         "device": described["device"],

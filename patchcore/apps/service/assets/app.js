@@ -49,6 +49,41 @@ async function show(inspection) {
   $("regions").textContent = inspection.regions ? String(inspection.regions.length) : "-";
   $("review").textContent = inspection.review || "not reviewed";
   $("heatmap").src = await heatmapOf(inspection);
+  $("boxes").replaceChildren();
+  if (!inspection.heatmap_window) return; // kept by an older service: where its heatmap lies is not known
+  const [x0, y0, x1, y1] = inspection.heatmap_window;
+  const [width, height] = inspection.size;
+  const whole = x0 <= 0 && y0 <= 0 && x1 >= width && y1 >= height;
+  $("caption").textContent = whole ? "heatmap over the image" : "heatmap over the network's view (the centre crop)";
+  drawBoxes(inspection);
+}
+
+// Each region's box over the heatmap, in percent of the picture: it stays in place at every zoom.
+function drawBoxes(inspection) {
+  const layer = $("boxes");
+  const [x0, y0, x1, y1] = inspection.heatmap_window;
+  for (const r of inspection.regions || []) {
+    const left = Math.max(r.x, x0), top = Math.max(r.y, y0);
+    const right = Math.min(r.x + r.width, x1), bottom = Math.min(r.y + r.height, y1);
+    if (right <= left || bottom <= top) continue; // outside the picture (cropped away)
+    const box = document.createElement("div");
+    box.className = "region";
+    box.title = "max score " + r.max_score + ", " + r.area + " px";
+    box.style.left = (100 * (left - x0) / (x1 - x0)) + "%";
+    box.style.top = (100 * (top - y0) / (y1 - y0)) + "%";
+    box.style.width = (100 * (right - left) / (x1 - x0)) + "%";
+    box.style.height = (100 * (bottom - top) / (y1 - y0)) + "%";
+    layer.appendChild(box);
+  }
+}
+
+// Fit the picture to the viewer, or show it at its own resolution (scroll to pan).
+function toggleZoom() {
+  const image = $("heatmap"), full = $("zoom").getAttribute("aria-pressed") !== "true";
+  $("zoom").setAttribute("aria-pressed", String(full));
+  $("zoom").textContent = full ? "fit" : "full resolution";
+  $("viewer").classList.toggle("zoomed", full);
+  image.style.width = full ? image.naturalWidth + "px" : "";
 }
 
 async function inspect(file) {
@@ -149,6 +184,7 @@ function start() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload([...e.dataTransfer.files]); });
   $("file").addEventListener("change", (e) => { upload([...e.target.files]); e.target.value = ""; });
   $("filter").addEventListener("change", refresh);
+  $("zoom").addEventListener("click", toggleZoom);
   $("mark-good").addEventListener("click", () => current && review(current, "good").catch((e) => say(e.message, true)));
   $("mark-defective").addEventListener("click", () => current && review(current, "defective").catch((e) => say(e.message, true)));
   $("token-save").addEventListener("click", () => {
