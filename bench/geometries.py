@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.5, help="the tiles' working scale")
     parser.add_argument("--overlap", type=int, default=64, help="pixels neighbouring tiles share at least")
     parser.add_argument("--limit", type=int, default=None, help="images kept per folder (a tiny run)")
+    parser.add_argument("--picture", type=Path, default=None, help="copy the tiles' maps.png here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project = _project(Path(tmp), args.category, args.limit)
@@ -104,7 +105,7 @@ def main() -> None:
                 peaks.append(peak)
             r = json.loads((project / f"metrics/sample/{name}/{args.category}.json").read_text())
             full, images = r["full_size"], r["train_images"] + r["test_images"]
-            said = "resize_crop" if geometry is None else json.dumps(r["geometry"], sort_keys=True)
+            said = "geometry: " + ("resize_crop" if geometry is None else json.dumps(r["geometry"], sort_keys=True))
             cells = [
                 said,
                 r["image_auroc"],
@@ -118,6 +119,9 @@ def main() -> None:
                 f"{max(peaks):.0f}",
             ]
             print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+        if args.picture:
+            args.picture.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(project / f"pictures/sample/{name}/{args.category}/maps.png", args.picture)
         print("weights:", r["weights"])
 
 

@@ -54,7 +54,9 @@ class Started(NamedTuple):
 
 
 def _started(sizes: list[torch.Tensor], boxes: list[np.ndarray]) -> Started:
-    return Started(torch.stack(sizes), np.concatenate(boxes) if boxes else np.zeros((0, 4)))
+    if not sizes:  # a batch inside one picture's tiles: no picture begins in it
+        return Started(torch.zeros((0, 2), dtype=torch.int32), np.zeros((0, 4)))
+    return Started(torch.stack(sizes), np.concatenate(boxes))
 
 
 def grouped(loader: DataLoader, batch_size: int, pin: bool):

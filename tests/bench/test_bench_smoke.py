@@ -12,6 +12,11 @@ import pytest
 from helpers import REPO
 
 TINY = {
+    "geometries": (
+        ["--category", "hazelnut_toy", "--backbone", "efficientnet_lite0", "--limit", "3", "--scale", "0.5"],
+        "| geometry: ",
+        3,
+    ),
     "coreset": (
         ["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"],
         "| random | 2000 x 1536 | 10% |",

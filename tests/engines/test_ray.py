@@ -143,3 +143,25 @@ def test_engine_variables_are_checked(environ, needle):
     )
     with pytest.raises(UsageError, match=needle):
         from_env(environ)
+
+
+def test_ray_extracts_and_scores_tiled_pictures_as_the_local_engine_does(sample_root, tmp_path):
+    """Tiles on Ray: a shard's pictures are cut by the worker, a picture's tiles stay together, and its scores and
+    maps are the local engine's."""
+    tiles = {"backbones.efficientnet_lite0.geometry": {"name": "tiles", "scale": 0.5, "overlap": 64}}
+    changes = {"extract.batch_size": 3, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0, **tiles}
+    local = lite0_model(sample_root, tmp_path / "local", (6, 2, 3), **changes)
+    project = _fresh(local, tmp_path / "ray")
+    run_stages(project, "extract", env=_env())
+    run_stages(project, "coreset")
+    run_stages(project, "evaluate", env=_env())
+    import h5py
+    import numpy as np
+
+    for split in ("train", "test"):
+        with h5py.File(local / MODEL / f"{split}.h5") as a, h5py.File(project / MODEL / f"{split}.h5") as b:
+            assert a["views"][()].tolist() == b["views"][()].tolist() == [4] * len(a["labels"])
+            np.testing.assert_allclose(b["patches"][()], a["patches"][()], rtol=1e-5, atol=1e-5)
+    ours, theirs = (json.loads((p / OUTPUTS[-1]).read_text()) for p in (project, local))
+    assert ours["image_auroc"] == theirs["image_auroc"]
+    assert ours["full_size"] == pytest.approx(theirs["full_size"], abs=1e-5)
