@@ -57,13 +57,13 @@ def one_size(args: argparse.Namespace) -> dict:
 
     from patchcore import backbones as bb
     from patchcore.backbones import stream
-    from patchcore.config import load
+    from patchcore.config import GeometrySettings, load
     from patchcore.core.scoring import NearestBank, score_images
     from patchcore.datasets.images import views_of
     from patchcore.runtime.patchcore_onnx import stitch
 
     params = load(REPO / "params.yaml")
-    geometry = {"name": "tiles", "scale": args.scale, "overlap": 64}
+    geometry = GeometrySettings(name="tiles", scale=args.scale, overlap=64)
     settings = params.backbone(args.backbone).model_copy(update={"geometry": geometry})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "picture.jpg"
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, nargs="+", default=[1, 5, 20])
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--bank", type=int, default=100_000)
+    parser.add_argument("--bank", type=int, default=20_000)
     parser.add_argument("--coreset-patches", type=int, default=1_000_000)
     parser.add_argument("--ratio", type=float, default=0.01)
     parser.add_argument("--child", choices=["size", "coreset"], help=argparse.SUPPRESS)
@@ -167,8 +167,12 @@ def main() -> None:
     if args.child:
         print(json.dumps(one_size(args) if args.child == "size" else coreset(args)))
         return
-    print(f"data: the bundled hazelnut_tray's first good test picture, resized; backbone {args.backbone}, tiles at scale {args.scale}, overlap 64")
-    print("| picture | megapixels | tiles | extract pictures/s | tiles/s | patches per picture | search s (bank) | stitch s | peak RSS MiB |")
+    print(
+        f"data: the bundled hazelnut_tray's first good test picture, resized; backbone {args.backbone}, tiles at scale {args.scale}, overlap 64"
+    )
+    print(
+        "| picture | megapixels | tiles | extract pictures/s | tiles/s | patches per picture | search s (bank) | stitch s | peak RSS MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for megapixels in args.megapixels:
         r = _child(args, "size", megapixels)

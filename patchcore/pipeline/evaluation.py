@@ -42,6 +42,15 @@ def _geometry(backbone: BackboneSettings) -> dict:
     return {**described, **sizes}
 
 
+def _no_view(backbone: BackboneSettings, network_auroc: float | None) -> str | None:
+    """Why the network-view pixel metrics are null where the full-size ones may not be (None: they are not)."""
+    if backbone.multi_view:
+        return f"geometry {backbone.geometry.name}: an image is not one network view; see full_size"
+    if network_auroc is None:
+        return "every defect pixel lies outside the network's view (resize and centre crop); see full_size"
+    return None
+
+
 NETWORK_VIEW = ("pixel_auroc", "aupro", "aupro_005", "ci95.pixel_auroc", "ci95.aupro")
 
 
@@ -88,13 +97,7 @@ def metrics_record(
 ) -> dict:
     pix, pro = pixel.auroc, pixel.aupro
     no_auroc = records.no_auroc(s.labels)
-    no_pixel = pixel.full_size["pixel_auroc"] is None
-    view = None
-    if backbone.multi_view:
-        view = f"geometry {backbone.geometry.name}: an image is not one network view; see full_size"
-    elif pix is None:
-        view = "every defect pixel lies outside the network's view (resize and centre crop); see full_size"
-    reasons = _reasons(s, no_pixel, data, reasons, view)
+    reasons = _reasons(s, pixel.full_size["pixel_auroc"] is None, data, reasons, _no_view(backbone, pix))
     threshold_metrics = None
     if chosen is not None:
         at, more = thresholds.at_threshold(s.labels, s.scores, chosen["threshold"])

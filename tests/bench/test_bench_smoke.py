@@ -12,6 +12,12 @@ import pytest
 from helpers import REPO
 
 TINY = {
+    "large_images": (
+        ["--backbone", "efficientnet_lite0", "--megapixels", "0.3", "--images", "1", "--bank", "2000"]
+        + ["--coreset-patches", "20000"],
+        "| 0.3 | ",
+        1,
+    ),
     "geometries": (
         ["--category", "hazelnut_toy", "--backbone", "efficientnet_lite0", "--limit", "3", "--scale", "0.5"],
         "| geometry: ",

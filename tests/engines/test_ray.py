@@ -150,6 +150,7 @@ def test_ray_extracts_and_scores_tiled_pictures_as_the_local_engine_does(sample_
     maps are the local engine's."""
     tiles = {"backbones.efficientnet_lite0.geometry": {"name": "tiles", "scale": 0.5, "overlap": 64}}
     changes = {"extract.batch_size": 3, "coreset.holdout_fraction": 0.2, "coreset.holdout_folds": 0, **tiles}
+    (tmp_path / "local").mkdir()
     local = lite0_model(sample_root, tmp_path / "local", (6, 2, 3), **changes)
     project = _fresh(local, tmp_path / "ray")
     run_stages(project, "extract", env=_env())
