@@ -24,13 +24,12 @@ and the pasted pieces come from training photos only.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
+from archives import pack
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
@@ -184,17 +183,7 @@ def good_only(files: dict[str, bytes]) -> dict[str, bytes]:
 
 def build(out: Path, seed: int = 0, only_good: bool = False) -> str:
     files = good_only(_files(seed)) if only_good else _files(seed)
-    buffer = io.BytesIO()
-    # fixed member order, times and owners: the same archive bytes on every run
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(files[name]), 0, 0o644
-            tar.addfile(info, io.BytesIO(files[name]))
-    packed = gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(packed)
-    return hashlib.sha256(packed).hexdigest()
+    return pack(files, out)
 
 
 def main() -> None:

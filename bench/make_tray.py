@@ -20,13 +20,12 @@ the fragments come from training photos, the paint from painted test photos.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
+from archives import pack
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
@@ -151,17 +150,7 @@ def _files(seed: int) -> dict[str, bytes]:
 
 def build(out: Path, seed: int = 0) -> str:
     files = _files(seed)
-    buffer = io.BytesIO()
-    # fixed member order, times and owners: the same archive bytes on every run
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(files[name]), 0, 0o644
-            tar.addfile(info, io.BytesIO(files[name]))
-    packed = gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(packed)
-    return hashlib.sha256(packed).hexdigest()
+    return pack(files, out)
 
 
 def main() -> None:
