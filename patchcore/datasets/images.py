@@ -51,13 +51,6 @@ def network_view(settings: BackboneSettings) -> T.Compose:
     return T.Compose(_geometry(settings))
 
 
-def crop_box(settings: BackboneSettings, size: tuple[int, int]) -> tuple[float, float, float, float]:
-    """The original image (height, width) = ``size`` as a box (x0, y0, x1, y1) in the network input's pixels: the
-    copyable runtime's, so evaluate, predict, the service and a line PC map back alike."""
-    height, width = size
-    return runtime.crop_box(width, height, settings.resize, settings.crop)
-
-
 # MVTec images are at most 1024 x 1024; anything past the runtime's limit is refused as a decompression bomb
 MAX_PIXELS = runtime.MAX_PIXELS
 

@@ -69,15 +69,16 @@ def _select(points, settings: CoresetSettings, device: torch.device, label: str)
 
 def _projected(patches, images: np.ndarray, per_view: int, starts: np.ndarray, settings: CoresetSettings, device):
     """The images' rows projected for the selection, and the device that will select (a small bank stays on the CPU)."""
+    runs = h5io.image_runs(images, per_view, starts)
 
     def blocks():
         # contiguous row ranges of the images, read in bounded slices (no copies)
-        for start, stop in h5io.image_runs(images, per_view, starts):
+        for start, stop in runs:
             for a in range(start, stop, READ_ROWS):
                 yield patches[a : min(stop, a + READ_ROWS)]
 
     matrix = projection_matrix(patches.shape[1], settings.projection_dim, settings.seed)
-    if not torch_kcenter.on_device(device, int(sum(b - a for a, b in h5io.image_runs(images, per_view, starts)))):
+    if not torch_kcenter.on_device(device, sum(b - a for a, b in runs)):
         return project(blocks(), matrix), CPU
     return torch_kcenter.project(blocks(), matrix, device), device
 
