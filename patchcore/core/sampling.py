@@ -23,13 +23,30 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int) -> np.ndarray:
     return (rng.standard_normal((dim_in, dim_out)) / np.sqrt(dim_out)).astype(np.float32)
 
 
-def project(blocks: Iterable[np.ndarray], matrix: np.ndarray) -> np.ndarray:
-    """Project row blocks one at a time, so only the (N, dim_out) float32 result is ever whole in memory.
+def project(blocks: Iterable[np.ndarray], matrix: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """Project row blocks one at a time, so only the (N, dim_out) float32 result is ever whole in memory;
+    given the total ``rows``, the blocks are written straight into it (no second copy while joining).
 
     Greedy selection then works on these float32 values exactly, with float64 arithmetic:
     distances can differ in the 7th digit, and float32 sums would let rounding decide.
     """
-    return np.concatenate([np.asarray(block, dtype=np.float32) @ matrix for block in blocks], axis=0)
+    if rows is None:
+        return np.concatenate([np.asarray(block, dtype=np.float32) @ matrix for block in blocks], axis=0)
+    out = np.empty((rows, matrix.shape[1]), dtype=np.float32)
+    at = 0
+    for block in blocks:
+        if at + len(block) <= rows:
+            out[at : at + len(block)] = np.asarray(block, dtype=np.float32) @ matrix
+        at += len(block)
+    if at != rows:
+        raise ValueError(f"the blocks held {at} rows, not {rows}")
+    return out
+
+
+def selection_bytes(n: int, dim: int) -> int:
+    """Memory of one greedy selection over ``n`` projected points of ``dim`` values (lazy_kcenter.select):
+    the float32 points, their low-dimensional float64 copy and four 8-byte arrays of length n."""
+    return n * (4 * dim + 8 * lazy_kcenter.LOW_DIMS + 4 * 8)
 
 
 def start_index(n: int, seed: int) -> int:

@@ -7,6 +7,9 @@ share of the training images held out of the bank (``holdout_fraction``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from patchcore.core.sampling import (
     greedy_kcenter,
     project,
     projection_matrix,
+    selection_bytes,
     start_index,
 )
 from patchcore.datasets.layout import seeded_folds, seeded_share
@@ -78,25 +82,76 @@ def _projected(patches, images: np.ndarray, per_view: int, starts: np.ndarray, s
                 yield patches[a : min(stop, a + READ_ROWS)]
 
     matrix = projection_matrix(patches.shape[1], settings.projection_dim, settings.seed)
-    if not torch_kcenter.on_device(device, sum(b - a for a, b in runs)):
-        return project(blocks(), matrix), CPU
+    rows = sum(b - a for a, b in runs)
+    if not torch_kcenter.on_device(device, rows):
+        return project(blocks(), matrix, rows), CPU
     return torch_kcenter.project(blocks(), matrix, device), device
 
 
-def _fold_banks(
-    points, folds: np.ndarray, per_view: int, starts: np.ndarray, settings: CoresetSettings, device: torch.device
-) -> list[np.ndarray]:
-    """Sorted train.h5 rows of each fold's bank: the coreset of the other folds' images at the same ratio;
-    one entry per fold, none when ``folds`` holds none (-1 everywhere).
-
-    ``points`` holds every image's projected rows (k-fold keeps no image out of the deployed bank).
-    """
+def _fold_jobs(folds: np.ndarray, per_view: int, starts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each fold's label and the rows of the other folds' images; none when ``folds`` holds none (-1 everywhere)."""
     n_folds = int(folds.max()) + 1
-    banks: list[np.ndarray] = []
-    for k in range(n_folds):
-        rows = _rows(np.flatnonzero(folds != k), per_view, starts)
-        banks.append(np.sort(rows[_select(points[rows], settings, device, f"fold {k + 1}/{n_folds}")]))
-    return banks
+    return [(f"fold {k + 1}/{n_folds}", _rows(np.flatnonzero(folds != k), per_view, starts)) for k in range(n_folds)]
+
+
+def available_bytes() -> int | None:
+    """The memory the kernel can give without swapping (Linux MemAvailable); None where it does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(rows: int, settings: CoresetSettings) -> None:
+    """Refuse, in one line and before any work, a selection whose points and bookkeeping cannot fit in memory."""
+    if keeps_all(settings):
+        return
+    need = rows * 4 * settings.projection_dim + selection_bytes(rows, settings.projection_dim)
+    free = available_bytes()
+    if free is not None and need > free:
+        raise UsageError(
+            f"coreset: selecting among {rows:,} training patches needs about {need / 2**30:.1f} GiB of memory and "
+            f"{free / 2**30:.1f} GiB are available; lower backbones.<name>.geometry.scale, train on fewer images, "
+            "or run the coreset stage on a machine with more memory"
+        )
+
+
+def _workers(jobs: int, points, device: torch.device) -> int:
+    """Selections at once: one per core on the CPU (each is one sequential loop) while their memory fits, one on
+    a GPU."""
+    if device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    free = available_bytes()
+    fitting = int(free // max(1, selection_bytes(*points.shape))) if free is not None else cores
+    return max(1, min(jobs, cores, fitting))
+
+
+def _selections(points, fold_jobs, settings: CoresetSettings, device: torch.device) -> tuple[np.ndarray, list]:
+    """The deployed bank's positions among ``points`` and each fold's sorted rows.
+
+    The selections are independent greedy loops that release the GIL, so on the CPU they run
+    side by side, one per core, the deployed one (the largest) first; each copies only its
+    own fold's points when it starts. The picks are those of the same loops one after another.
+    ``points`` holds every image's projected rows when there are folds (k-fold keeps no image
+    out of the deployed bank), so a fold's rows index it directly.
+    """
+
+    def fold(label: str, rows: np.ndarray) -> Callable[[], np.ndarray]:
+        return lambda: np.sort(rows[_select(points[rows], settings, device, label)])
+
+    tasks: list[Callable[[], np.ndarray]] = [lambda: _select(points, settings, device, "coreset")]
+    tasks += [fold(label, rows) for label, rows in fold_jobs]
+    workers = _workers(len(tasks), points, device)
+    if workers == 1:
+        done = [task() for task in tasks]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            done = [future.result() for future in [pool.submit(task) for task in tasks]]
+    return done[0], done[1:]
 
 
 def run(train_h5: Path, out: Path, settings: CoresetSettings, fix: str = "rebuild it with 'dvc repro'") -> dict:
@@ -139,17 +194,18 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_view, starts)
+        _check_memory(len(kept_rows), settings)
         if keeps_all(settings):  # rows with no coordinates: only their number is needed
             points, device = np.zeros((len(kept_rows), 0), dtype=np.float32), CPU
         else:
             points, device = _projected(patches, bank_images, per_view, starts, settings, device)
-        order = np.sort(kept_rows[_select(points, settings, device, "coreset")])
         folds = (
             seeded_folds(n_images, settings.holdout_folds, settings.seed)
             if settings.holdout_folds
             else np.full(n_images, -1)
         )
-        fold_rows = _fold_banks(points, folds, per_view, starts, settings, device)
+        picked, fold_rows = _selections(points, _fold_jobs(folds, per_view, starts), settings, device)
+        order = np.sort(kept_rows[picked])
         bank = h5io.take_rows(patches, order)
         attrs = {k: f.attrs[k] for k in f.attrs if k != "split"}
     arrays = {"bank": bank, "indices": order, "holdout_images": held, "image_folds": folds.astype(np.int64)}

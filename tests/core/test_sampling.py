@@ -58,6 +58,10 @@ def test_projection_is_seeded_and_streams():
     assert not np.array_equal(m1, projection_matrix(50, 8, seed=6))
     streamed = project((x[i : i + 128] for i in range(0, 1000, 128)), m1)
     assert np.allclose(streamed, x @ m1, atol=1e-5)
+    # written in place when the total is known: the same bytes, and a wrong total is refused
+    assert np.array_equal(project((x[i : i + 128] for i in range(0, 1000, 128)), m1, rows=1000), streamed)
+    with pytest.raises(ValueError, match="held 1000 rows, not 999"):
+        project((x[i : i + 128] for i in range(0, 1000, 128)), m1, rows=999)
 
 
 def test_coreset_size_bounds():

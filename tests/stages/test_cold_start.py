@@ -270,6 +270,55 @@ def test_a_coreset_of_every_patch_projects_and_selects_nothing(good_only, tmp_pa
             assert np.array_equal(rows[starts[k] : starts[k + 1]], others)  # every patch of the other folds
 
 
+def test_selections_side_by_side_write_the_banks_of_one_after_another(good_only, tmp_path, monkeypatch):
+    """The deployed bank and the five fold banks select in threads, one per core: the same bytes as in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patchcore import config
+    from patchcore.pipeline import memory_bank
+
+    pools = []
+
+    class Counted(ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(memory_bank, "ThreadPoolExecutor", Counted)
+    settings = config.load(good_only / "params.yaml").coreset
+    folder = good_only / "features/mine/parts/efficientnet_lite0"
+    written = {}
+    for cores in (1, 3):
+        monkeypatch.setattr(memory_bank.os, "sched_getaffinity", lambda _, n=cores: set(range(n)), raising=False)
+        memory_bank.run(folder / "train.h5", tmp_path / f"{cores}.h5", settings)
+        with h5py.File(tmp_path / f"{cores}.h5") as b:
+            written[cores] = {name: b[name][()] for name in b}
+    assert pools == [3]  # one core: in turn, no pool; three: three selections at once
+    assert written[1].keys() == written[3].keys() and len(written[1]["fold_starts"]) == 6
+    for name, values in written[1].items():
+        assert np.array_equal(values, written[3][name]), name
+
+
+def test_a_selection_that_cannot_fit_in_memory_is_refused_before_any_work(good_only, tmp_path, monkeypatch):
+    from patchcore import config
+    from patchcore.errors import UsageError
+    from patchcore.pipeline import memory_bank
+
+    def refused(*args, **kwargs):
+        raise AssertionError("nothing is projected once the memory is known not to be enough")
+
+    monkeypatch.setattr(memory_bank, "_projected", refused)
+    monkeypatch.setattr(memory_bank, "available_bytes", lambda: 2**20)  # a machine with 1 MiB to spare
+    settings = config.load(good_only / "params.yaml").coreset
+    folder = good_only / "features/mine/parts/efficientnet_lite0"
+    with pytest.raises(UsageError) as refusal:
+        memory_bank.run(folder / "train.h5", tmp_path / "bank.h5", settings)
+    message = str(refusal.value)
+    assert "6,272 training patches" in message and "geometry.scale" in message and "\n" not in message
+    assert "GiB are available" in message
+    assert files_under(tmp_path) == []  # nothing written
+
+
 def test_predict_loads_no_statistics_or_plotting_library(good_only, sample_root, tmp_path):
     model = good_only / "features/mine/parts/efficientnet_lite0"
     result, modules = loaded_modules(
