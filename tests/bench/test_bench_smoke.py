@@ -23,6 +23,17 @@ TINY = {
         "| geometry: ",
         3,
     ),
+    "train_large": (
+        ["--pictures", "3", "--test", "1", "--megapixels", "0.3", "--backbone", "efficientnet_lite0"]
+        + ["--coresets", "0.1:folds2", "0.5:holdout0.34"],
+        "| 0.",
+        2,
+    ),
+    "tiled_export": (
+        ["--pictures", "3", "--megapixels", "0.5", "--backbone", "efficientnet_lite0", "--rounds", "1"],
+        "x |",
+        2,
+    ),
     "coreset": (
         ["--sizes", "2000", "--ratios", "0.1", "--kinds", "random", "--methods", "plain", "lazy"],
         "| random | 2000 x 1536 | 10% |",
