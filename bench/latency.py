@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bare_backbone import export as export_bare  # noqa: E402
 from synthetic_mvtec import build  # noqa: E402
 
 # in anomalib's environment: fit Patchcore on the category, export it to ONNX, print the file and its bank rows
@@ -136,17 +136,7 @@ def sides(project: Path, model_dir: Path, threads: int) -> tuple[dict, int]:
         with torch.inference_mode():
             tap(normalised(x))
 
-    bare = project / "exported/backbone.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation note (patchcore export uses it too)
-        torch.onnx.export(
-            tap,
-            (normalised(np.zeros((1, s.crop, s.crop, 3), np.uint8)),),
-            str(bare),
-            input_names=["x"],
-            dynamic_axes={"x": {0: "N"}},
-            dynamo=False,
-        )
+    bare = export_bare(tap, normalised(np.zeros((1, s.crop, s.crop, 3), np.uint8)), project / "exported/backbone.onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     # idle onnxruntime workers spin after each run; with several sessions in one process they would

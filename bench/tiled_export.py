@@ -27,13 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from bare_backbone import export as export_bare  # noqa: E402
 from train_large import CATEGORY, DATASET, _params, _stage, make_pictures  # noqa: E402
 
 
@@ -69,16 +69,12 @@ def _bare_backbone(project: Path, backbone: str, out: Path):
     def normalise(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((x.transpose(0, 3, 1, 2).astype(np.float32) - mean) / std)
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation note (patchcore export uses it too)
-        dummy = torch.from_numpy(normalise(np.zeros((1, settings.crop, settings.crop, 3), np.uint8)))
-        torch.onnx.export(tap, (dummy,), str(out), input_names=["x"], dynamic_axes={"x": {0: "N"}}, dynamo=False)
-    return out, normalise
+    example = torch.from_numpy(normalise(np.zeros((1, settings.crop, settings.crop, 3), np.uint8)))
+    return export_bare(tap, example, out), normalise
 
 
-def _batches(run, tiles, batch: int) -> None:
-    for a in range(0, len(tiles), batch):
-        run(tiles[a : a + batch])
+def _batches(run, tiles, batch: int) -> list:
+    return [run(tiles[a : a + batch]) for a in range(0, len(tiles), batch)]
 
 
 def main() -> None:
@@ -123,14 +119,13 @@ def main() -> None:
         file_ov = ov.Core().compile_model(str(exported / "model.xml"), "CPU", f32)
         bare_ov = ov.Core().compile_model(str(bare), "CPU", f32)
         names = ["score", "anomaly_map", "patch_max"]
-        outputs: dict = {}
 
         def file_ort(x):
-            outputs.setdefault("ort", []).append(inspector.session.run(names, {"image": x}))
+            return inspector.session.run(names, {"image": x})
 
         def file_openvino(x):
             result = file_ov(x)
-            outputs.setdefault("ov", []).append([result[name] for name in names])
+            return [result[name] for name in names]
 
         with Image.open(root / "test/good/000.jpg") as opened:
             image = opened.convert("RGB")
@@ -144,11 +139,9 @@ def main() -> None:
                 started = time.perf_counter()
                 tiles, boxes = inspector.inputs(image)
                 cut = time.perf_counter() - started
-                outputs.clear()
                 started = time.perf_counter()
-                _batches(file_run, tiles, args.batch)
+                parts = _batches(file_run, tiles, args.batch)
                 file_s = time.perf_counter() - started
-                parts = next(iter(outputs.values()))
                 started = time.perf_counter()
                 score, amap, patch_max = (np.concatenate([p[k] for p in parts]) for k in range(3))
                 image_scores(score, patch_max, [len(tiles)])

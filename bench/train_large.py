@@ -124,8 +124,8 @@ def main() -> None:
         root = project / "data" / DATASET / CATEGORY
         width, height = make_pictures(root / "train/good", args.pictures, args.megapixels, 0)
         make_pictures(root / "test/good", args.test, args.megapixels, 1)
-        first = [(float(r), _calibration(c)) for r, c in (entry.split(":") for entry in args.coresets)]
-        _params(project, args, *first[0])
+        configs = [(float(r), _calibration(c)) for r, c in (entry.split(":") for entry in args.coresets)]
+        _params(project, args, *configs[0])
         settings = load(project / "params.yaml").backbone(args.backbone)
         tiles = len(views_of(settings, width, height))
         grid = bb.geometry(settings).grid
@@ -141,7 +141,7 @@ def main() -> None:
         print(f"{(args.pictures + args.test) * tiles / extract_s:.1f} tiles/s), peak {extract_mib:.0f} MiB\n")
         print("| coreset ratio | calibration | bank patches | coreset s | coreset peak MiB | extract + coreset min |")
         print("|---|---|---|---|---|---|")
-        for (ratio, calibration), entry in zip(first, args.coresets, strict=True):
+        for (ratio, calibration), entry in zip(configs, args.coresets, strict=True):
             _params(project, args, ratio, calibration)
             seconds, mib = _stage(project, "coreset", args.backbone)
             with h5py.File(features / "bank.h5") as f:
