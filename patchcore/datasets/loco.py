@@ -1,0 +1,66 @@
+"""MVTec LOCO AD's defect types: their saturation thresholds, read from the data set's defects_config.json.
+
+Each entry names a defect type, the grey value its masks use, and how many of a defect's pixels
+must be found for its sPRO to saturate (pixels, or a share of the defect with
+``relative_saturation``). The owners' evaluation code checks the same ranges.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+
+from patchcore.core.spro import saturation_area
+from patchcore.datasets.layout import check_regular
+from patchcore.errors import UsageError
+
+CONFIG = "defects_config.json"
+_MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a larger file is not one
+
+
+class DefectType(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    defect_name: str = Field(min_length=1)
+    pixel_value: int = Field(ge=1, le=255)
+    saturation_threshold: float = Field(gt=0)
+    relative_saturation: StrictBool
+
+    @model_validator(mode="after")
+    def _share_at_most_one(self) -> DefectType:
+        if self.relative_saturation and self.saturation_threshold > 1:
+            raise ValueError("a relative saturation_threshold is a share of the defect: at most 1")
+        return self
+
+    def saturation(self, defect_area: int) -> int:
+        return saturation_area(defect_area, self.saturation_threshold, self.relative_saturation)
+
+
+def read_defect_types(category_root: Path) -> dict[int, DefectType]:
+    """Defect types of a LOCO category by their masks' grey value; one line naming the file and entry when wrong."""
+    path = Path(category_root) / CONFIG
+    fix = "restore it from the MVTec LOCO AD archive (or rebuild the data with 'dvc repro -f -s download')"
+    if not path.exists():
+        raise UsageError(f"{path}: not found; every MVTec LOCO AD category holds one: {fix}")
+    check_regular(path, fix)
+    if path.stat().st_size > _MAX_BYTES:
+        raise UsageError(f"{path}: {path.stat().st_size} bytes is not a defects config; {fix}")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not JSON ({exc.__class__.__name__}); {fix}") from None
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{path}: expected a non-empty list of defect types; {fix}")
+    types: dict[int, DefectType] = {}
+    for k, entry in enumerate(entries):
+        try:
+            kind = DefectType.model_validate(entry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise UsageError(f"{path}: entry {k} {field}: {first['msg']}; {fix}") from None
+        if kind.pixel_value in types:
+            raise UsageError(f"{path}: entry {k}: pixel_value {kind.pixel_value} is used twice; {fix}")
+        types[kind.pixel_value] = kind
+    return types
