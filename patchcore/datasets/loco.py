@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from patchcore.core.spro import saturation_area
@@ -64,3 +66,47 @@ def read_defect_types(category_root: Path) -> dict[int, DefectType]:
             raise UsageError(f"{path}: entry {k}: pixel_value {kind.pixel_value} is used twice; {fix}")
         types[kind.pixel_value] = kind
     return types
+
+
+CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
+ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
+
+
+def defect_channels(
+    root: Path, anomaly_type: str, stem: str, types: dict[int, DefectType]
+) -> list[tuple[np.ndarray, int]]:
+    """One test picture's defects: each ground-truth PNG's mask and its saturation area (pixels).
+
+    LOCO keeps an image's defects apart: ``ground_truth/<type>/<stem>/000.png, 001.png, ...``, each
+    holding one defect in its type's grey value and 0 elsewhere.
+    """
+    folder = Path(root) / "ground_truth" / anomaly_type / stem
+    fix = "restore the folder from the MVTec LOCO AD archive"
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png") if folder.is_dir() else []
+    if not files:
+        raise UsageError(f"{folder}: no defect masks for test/{anomaly_type}/{stem}.png; {fix}")
+    channels = []
+    for path in files:
+        check_regular(path, fix)
+        try:
+            with Image.open(path) as opened:
+                values = np.asarray(opened)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: unreadable ({exc.__class__.__name__}); {fix}") from None
+        grey = set(np.unique(values).tolist()) - {0}
+        if values.ndim != 2 or len(grey) != 1:
+            raise UsageError(f"{path}: a defect mask holds one grey value besides 0, this one {sorted(grey)}; {fix}")
+        value = grey.pop()
+        if value not in types:
+            raise UsageError(f"{path}: grey value {value} is not in {CONFIG}; {fix}")
+        mask = values == value
+        channels.append((mask, types[value].saturation(int(mask.sum()))))
+    return channels
+
+
+def union_mask(channels: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """0/255 mask of every defect of a picture (what pixel AUROC, AU-PRO and the FPR of sPRO count as defective)."""
+    union = np.zeros_like(channels[0][0])
+    for mask, _ in channels:
+        union |= mask
+    return np.where(union, 255, 0).astype(np.uint8)

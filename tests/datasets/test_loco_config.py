@@ -48,3 +48,29 @@ def test_a_wrong_config_is_one_line_naming_the_entry(tmp_path, entries, needle):
         read_defect_types(root)
     message = str(refusal.value)
     assert needle in message and "defects_config.json" in message and "\n" not in message, message
+
+
+def test_a_pictures_defects_are_its_masks_with_their_saturation(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from patchcore.datasets.loco import defect_channels, union_mask
+
+    types = read_defect_types(write(tmp_path, PUSHPINS))
+    folder = tmp_path / "ground_truth/logical_anomalies/005"
+    folder.mkdir(parents=True)
+    first, second = np.zeros((8, 10), np.uint8), np.zeros((8, 10), np.uint8)
+    first[1:3, 1:4] = 255  # 6 pixels of an extra pushpin: saturation min(6300, 6)
+    second[4:8, 5:10] = 252  # 20 pixels, relative 1.0
+    Image.fromarray(first).save(folder / "000.png")
+    Image.fromarray(second).save(folder / "001.png")
+    channels = defect_channels(tmp_path, "logical_anomalies", "005", types)
+    assert [(int(m.sum()), s) for m, s in channels] == [(6, 6), (20, 20)]
+    union = union_mask(channels)
+    assert union.dtype == np.uint8 and int((union == 255).sum()) == 26
+
+    Image.fromarray(np.where(first > 0, 77, 0).astype(np.uint8)).save(folder / "000.png")
+    with pytest.raises(UsageError, match="grey value 77 is not in defects_config.json"):
+        defect_channels(tmp_path, "logical_anomalies", "005", types)
+    with pytest.raises(UsageError, match="no defect masks for test/logical_anomalies/006.png"):
+        defect_channels(tmp_path, "logical_anomalies", "006", types)
