@@ -62,3 +62,66 @@ def test_each_breach_is_one_line_naming_the_file(tmp_path, breach, needle):
     breach(folder)
     found = problems(folder, TINY)
     assert len(found) == 1 and needle in found[0] and "\n" not in found[0], found
+
+
+def scenario(root, drop=None):
+    """A tiny unpacked scenario: 2 training, 1 validation, 1 good + 1 bad public test picture, 2 + 1 private."""
+    rng = np.random.default_rng(1)
+    files = [
+        "train/good/000_regular.png",
+        "train/good/001_regular.png",
+        "validation/good/000_regular.png",
+        "test_public/good/000_regular.png",
+        "test_public/bad/000_overexposed.png",
+        "test_private/000_regular.png",
+        "test_private/001_regular.png",
+        "test_private_mixed/000_mixed.png",
+    ]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 12, 3), dtype=np.uint8)).save(root / name)
+    mask = np.zeros((8, 12), np.uint8)
+    mask[2:4, 3:6] = 255
+    (root / "test_public/ground_truth/bad").mkdir(parents=True)
+    Image.fromarray(mask).save(root / "test_public/ground_truth/bad/000_overexposed_mask.png")
+    if drop:
+        __import__("shutil").rmtree(root / drop) if (root / drop).is_dir() else (root / drop).unlink()
+    return root
+
+
+def test_a_scenario_is_arranged_in_the_project_layout(tmp_path):
+    from patchcore.benchmarks.mvtec_ad2 import arrange
+    from patchcore.datasets.layout import list_split
+
+    counts = arrange(scenario(tmp_path / "can"), tmp_path / "out")
+    assert counts == {
+        "train_good": 2,
+        "validation_good": 1,
+        "test_good": 1,
+        "test_defective": 1,
+        "test_private": 2,
+        "test_private_mixed": 1,
+    }
+    test = list_split(tmp_path / "out", "test")
+    assert [(s.path, s.label, s.mask) for s in test] == [
+        ("test/bad/000_overexposed.png", 1, "ground_truth/bad/000_overexposed_mask.png"),
+        ("test/good/000_regular.png", 0, ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("drop", "needle"),
+    [
+        ("validation", "validation/good: missing"),
+        ("test_private_mixed", "test_private_mixed: missing"),
+        ("test_public/ground_truth/bad/000_overexposed_mask.png", "not found; the mask of"),
+    ],
+)
+def test_a_scenario_missing_a_split_or_mask_is_one_line(tmp_path, drop, needle):
+    from patchcore.benchmarks.mvtec_ad2 import arrange
+    from patchcore.errors import UsageError
+
+    with pytest.raises(UsageError) as refusal:
+        arrange(scenario(tmp_path / "can", drop), tmp_path / "out")
+    assert needle in str(refusal.value) and "\n" not in str(refusal.value)
+    assert not (tmp_path / "out").exists()  # nothing moved
