@@ -33,6 +33,7 @@ def main(params: Params, category: str, backbone: str) -> str:
         metrics_record,
         model_card,
     )
+    from patchcore.pipeline.loco_metrics import loco_metrics
     from patchcore.pipeline.pictures import decided, write_plots
     from patchcore.pipeline.pixel_metrics import pixel_metrics
     from patchcore.pipeline.scored import score
@@ -57,6 +58,8 @@ def main(params: Params, category: str, backbone: str) -> str:
         chosen, pixel_rule, reasons = choose_thresholds(scored, settings.threshold)
         pixel = pixel_metrics(scored, data_root, bb, settings, None if pixel_rule is None else pixel_rule["threshold"])
         record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), reasons)
+        if record["data"].get("source") == "mvtec_loco":  # the owners' protocol beside the MVTec AD figures
+            record["mvtec_loco"] = loco_metrics(scored, data_root)
         threshold = None if chosen is None else chosen["threshold"]
         pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
         title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
@@ -80,6 +83,15 @@ def _said(name: str, record: dict, chosen: dict | None, out: Path) -> str:
     lines = [
         f"{name}: image AUROC {record['image_auroc']}, pixel AUROC {record['pixel_auroc']}, AUPRO {record['aupro']} -> {out}"
     ]
+    if "mvtec_loco" in record:
+        loco = record["mvtec_loco"]
+        lines.append(
+            "MVTec LOCO AD: "
+            + ", ".join(
+                f"{kind} image AUROC {loco[kind]['image_auroc']}, AU-sPRO@0.05 {loco[kind]['au_spro_005']}"
+                for kind in ("structural_anomalies", "logical_anomalies", "mean")
+            )
+        )
     if chosen is not None:
         frr = record["threshold_metrics"]["false_reject_rate"]
         lines.append(

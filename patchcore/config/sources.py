@@ -69,7 +69,9 @@ def _link(url: str) -> str:
 
 Link = Annotated[StrictStr, AfterValidator(_link)]
 
-Source = Literal["bundled", "mvtec", "url", "archive", "folder"]
+Source = Literal["bundled", "mvtec", "mvtec_ad2", "visa", "mvtec_loco", "url", "archive", "folder"]
+# the benchmarks whose owners publish one archive: downloaded from the known links (or `urls`), or read from `path'
+BENCHMARKS = ("mvtec_ad2", "visa", "mvtec_loco")
 SOURCES: tuple[str, ...] = Source.__args__  # type: ignore[attr-defined]
 
 
@@ -78,10 +80,10 @@ class DatasetSpec(Section):
 
     name: Name
     source: Source
-    path: StrictStr | None = None  # archive/folder: the local copy; mvtec: an optional local copy
+    path: StrictStr | None = None  # archive/folder: the local copy; mvtec and the benchmarks: an optional local copy
     url: StrictStr | None = None
-    # links tried in order, each moved on from only when dead (HTTP 404/410); for mvtec they
-    # replace the known ones and may hold {category}
+    # links tried in order, each moved on from only when dead (HTTP 404/410); for mvtec and the
+    # benchmarks they replace the known ones (mvtec's may hold {category})
     urls: list[Link] | None = Field(default=None, min_length=1, max_length=20)
     sha256: StrictStr | None = None
 
@@ -93,8 +95,12 @@ class DatasetSpec(Section):
             raise ValueError(
                 "needs 'url' (or a list 'urls') and its 'sha256' for source 'url'; the checksum is checked before use"
             )
-        if self.urls and self.source not in ("url", "mvtec"):
-            raise ValueError(f"'urls' is read for sources 'url' and 'mvtec', not '{self.source}'; remove it")
+        if self.urls and self.source not in ("url", "mvtec", *BENCHMARKS):
+            raise ValueError(
+                f"'urls' is read for sources 'url', 'mvtec' and {', '.join(map(repr, BENCHMARKS))}, not '{self.source}'; remove it"
+            )
+        if self.sha256 is not None and self.source in BENCHMARKS:
+            raise ValueError(f"source '{self.source}' is checked against its owners' archive digest; remove 'sha256'")
         if self.name == "overlay":
             raise ValueError(
                 "'overlay' is taken: plots/overlay/ holds the backbones' curves side by side; name the data set otherwise"

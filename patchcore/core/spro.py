@@ -12,16 +12,20 @@ part: any of it flagged finds it). As the owners' evaluation code defines it:
 - the false-positive rate counts the pixels outside every defect of an image, over all images;
 - AU-sPRO integrates mean sPRO over the FPR up to a limit and divides by the limit.
 
-The counts are localization.count_pixels's bins, so every distinct map value is a threshold
-(exact) when the maps hold few; the owners' code samples thresholds and refines the curve to a
-set distance, which agrees within that distance.
+Every distinct score is a threshold, at each image's own size, as full_size's AU-PRO; the
+owners' code samples thresholds and refines the curve to a set distance, which agrees with
+this curve within that distance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from patchcore.core.localization import _at_or_above, area_to
+from patchcore.core.localization import area_to
+
+Defects = Sequence[tuple[np.ndarray, int]]  # one image's defects: each mask and its saturation area (pixels)
 
 
 def saturation_area(defect_area: int, threshold: float, relative: bool) -> int:
@@ -31,30 +35,45 @@ def saturation_area(defect_area: int, threshold: float, relative: bool) -> int:
     return int(min(threshold, defect_area))
 
 
-def defect_counts(channels: list[np.ndarray], amap: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(defects, T): each defect mask's pixels per score bin (bin i: edges[i] <= score < edges[i + 1])."""
-    idx = np.clip(np.searchsorted(edges, amap.astype(np.float32), side="right") - 1, 0, len(edges) - 1)
-    return np.array([np.bincount(idx[np.asarray(c, bool)], minlength=len(edges)) for c in channels], np.int64).reshape(
-        -1, len(edges)
-    )
+def _shares(amap: np.ndarray, defects: Defects) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: its part of the summed sPRO once flagged, and whether it lies in a defect.
+
+    A defect's sPRO at threshold t is min(found, saturation) / saturation; giving 1 / saturation to
+    its ``saturation`` highest-scoring pixels alone makes the running sum equal that at every score."""
+    flat = np.asarray(amap, dtype=np.float32).ravel()
+    share = np.zeros(flat.shape, np.float64)
+    inside = np.zeros(flat.shape, bool)
+    for mask, saturation in defects:
+        if saturation < 1:
+            raise ValueError("every defect needs a saturation area of at least one pixel")
+        where = np.flatnonzero(np.asarray(mask, bool).ravel())
+        top = where[np.argsort(-flat[where], kind="stable")[:saturation]]
+        share[top] += 1.0 / saturation
+        inside[where] = True
+    return share, inside
 
 
-def saturated_shares(counts: np.ndarray, saturation: np.ndarray) -> np.ndarray:
-    """(defects, T): each defect's sPRO at or above each threshold."""
-    saturation = np.asarray(saturation, dtype=np.float64)[:, None]
-    if np.any(saturation <= 0):
-        raise ValueError("every defect needs a saturation area of at least one pixel")
-    return np.minimum(_at_or_above(counts) / saturation, 1.0)
-
-
-def au_spro(neg: np.ndarray, shares: np.ndarray, max_fpr: float = 0.05) -> float | None:
-    """Area under the mean-sPRO curve for FPR in [0, max_fpr], divided by max_fpr (1.0 is perfect).
-
-    ``neg``: (images, T) or (T,) pixels outside every defect per bin; ``shares``: saturated_shares.
-    """
-    neg = np.asarray(neg).reshape(-1, shares.shape[1]).sum(axis=0)
-    if len(shares) == 0 or neg.sum() == 0:
+def curve(maps: Sequence[np.ndarray], defects: Sequence[Defects]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fpr, mean sPRO) from (0, 0), one point per distinct score from the highest down; None without a defect or a
+    pixel outside every defect. ``defects[i]`` are image i's defects (empty for a good image)."""
+    parts = [_shares(amap, d) for amap, d in zip(maps, defects, strict=True)]
+    count = sum(len(d) for d in defects)
+    if not parts or count == 0:
         return None
-    fpr = _at_or_above(neg) / neg.sum()
-    spro = shares.mean(axis=0)
-    return area_to(np.r_[0.0, fpr[::-1]], np.r_[0.0, spro[::-1]], max_fpr)
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
+    share = np.concatenate([p[0] for p in parts])
+    inside = np.concatenate([p[1] for p in parts])
+    normal = int((~inside).sum())
+    if normal == 0:
+        return None
+    order = np.argsort(-values, kind="stable")
+    fpr = np.cumsum(~inside[order], dtype=np.float64) / normal
+    spro = np.cumsum(share[order]) / count
+    last = np.append(values[order][1:] != values[order][:-1], True)  # the last point at each score
+    return np.r_[0.0, np.minimum(fpr[last], 1.0)], np.r_[0.0, np.minimum(spro[last], 1.0)]
+
+
+def au_spro(maps: Sequence[np.ndarray], defects: Sequence[Defects], max_fpr: float = 0.05) -> float | None:
+    """Area under the mean-sPRO curve for FPR in [0, max_fpr], divided by max_fpr (1.0 is perfect)."""
+    points = curve(maps, defects)
+    return None if points is None else area_to(points[0], points[1], max_fpr)

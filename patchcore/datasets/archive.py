@@ -24,24 +24,38 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
 
 
-def unpack(archive: Path, member_root: str, dest: Path, fix: str = "replace it with a good copy") -> Path:
-    """Extract the members under ``member_root/`` into ``dest``; return the extracted root.
+def _wanted(name: str, roots: tuple[str, ...], nested: bool) -> bool:
+    """A member under one of ``roots``, at the top or (``nested``) under one top folder."""
+    parts = name.removeprefix("./").split("/")  # some archives (MVTec's full one) name members "./<category>/..."
+    return (len(parts) > 1 and parts[0] in roots) or (nested and len(parts) > 2 and parts[1] in roots)
 
-    Members that would land outside ``dest`` (absolute paths, ``..``, links) are refused:
+
+def unpack(
+    archive: Path,
+    member_root: str,
+    dest: Path,
+    fix: str = "replace it with a good copy",
+    *,
+    also: tuple[str, ...] = (),
+    nested: bool = False,
+) -> Path:
+    """Extract the members under ``member_root/`` (and the folders ``also``) into ``dest``; return the extracted root.
+
+    ``nested``: the folders may sit under one top folder, as the owners' archives of the benchmarks
+    put them. Members that would land outside ``dest`` (absolute paths, ``..``, links) are refused:
     tarfile's ``data`` filter enforces that for tar archives, and zip names are checked here.
     """
-    prefix = member_root.rstrip("/") + "/"
+    roots = (member_root.strip("/"), *also)
     name = archive.name.lower()
     try:
         if name.endswith((".tar.gz", ".tgz", ".tar.xz", ".tar", ".tar.bz2")):
             with tarfile.open(archive) as tar:
-                # Some archives (MVTec's full one among them) name members "./<category>/...".
-                members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith(prefix)]
+                members = [m for m in tar.getmembers() if _wanted(m.name, roots, nested)]
                 tar.extractall(dest, members=tqdm(members, desc=f"unpack {archive.name}", leave=False), filter="data")
         elif name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 for info in tqdm(zf.infolist(), desc=f"unpack {archive.name}", leave=False):
-                    if not info.filename.removeprefix("./").startswith(prefix):
+                    if not _wanted(info.filename, roots, nested):
                         continue
                     target = (dest / info.filename).resolve()
                     if not target.is_relative_to(dest.resolve()):
@@ -63,7 +77,9 @@ def unpack(archive: Path, member_root: str, dest: Path, fix: str = "replace it w
         raise UsageError(
             f"{archive}: cannot unpack it ({exc.__class__.__name__}: {_first_line(exc)}); the archive is damaged: {fix}"
         ) from None
-    root = dest / member_root
-    if not root.is_dir():
-        raise UsageError(f"{archive}: no '{member_root}/' folder inside; not the expected data set archive")
-    return root
+    found = [dest / roots[0]] if (dest / roots[0]).is_dir() else []
+    if nested and not found and dest.is_dir():
+        found = sorted(p / roots[0] for p in dest.iterdir() if (p / roots[0]).is_dir())
+    if len(found) != 1:
+        raise UsageError(f"{archive}: no single '{roots[0]}/' folder inside; not the expected data set archive")
+    return found[0]

@@ -15,10 +15,11 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from patchcore.core.spro import saturation_area
-from patchcore.datasets.layout import check_regular
+from patchcore.datasets.layout import check_regular, is_image_file
 from patchcore.errors import UsageError
 
 CONFIG = "defects_config.json"
+DEFECTS = "defects"  # the owners' per-defect masks, <type>/<stem>/NNN.png, moved here from ground_truth/
 _MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a larger file is not one
 
 
@@ -73,18 +74,18 @@ ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
 
 
 def defect_channels(
-    root: Path, anomaly_type: str, stem: str, types: dict[int, DefectType]
+    root: Path, anomaly_type: str, stem: str, types: dict[int, DefectType], folder: str = DEFECTS
 ) -> list[tuple[np.ndarray, int]]:
     """One test picture's defects: each ground-truth PNG's mask and its saturation area (pixels).
 
-    LOCO keeps an image's defects apart: ``ground_truth/<type>/<stem>/000.png, 001.png, ...``, each
-    holding one defect in its type's grey value and 0 elsewhere.
+    LOCO keeps an image's defects apart: ``<type>/<stem>/000.png, 001.png, ...`` (the archive's
+    ground_truth/, here under defects/), each holding one defect in its type's grey value and 0 elsewhere.
     """
-    folder = Path(root) / "ground_truth" / anomaly_type / stem
+    where = Path(root) / folder / anomaly_type / stem
     fix = "restore the folder from the MVTec LOCO AD archive"
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png") if folder.is_dir() else []
+    files = sorted(p for p in where.iterdir() if p.suffix.lower() == ".png") if where.is_dir() else []
     if not files:
-        raise UsageError(f"{folder}: no defect masks for test/{anomaly_type}/{stem}.png; {fix}")
+        raise UsageError(f"{where}: no defect masks for test/{anomaly_type}/{stem}.png; {fix}")
     channels = []
     for path in files:
         check_regular(path, fix)
@@ -110,3 +111,29 @@ def union_mask(channels: list[tuple[np.ndarray, int]]) -> np.ndarray:
     for mask, _ in channels:
         union |= mask
     return np.where(union, 255, 0).astype(np.uint8)
+
+
+def arrange(category: Path, out: Path) -> dict[str, int]:
+    """An unpacked LOCO category in the project's layout, moved (not copied) into the empty ``out``.
+
+    train/, validation/ and test/ stay; the per-defect masks move to defects/ and each defective
+    picture gets the union of its defects as ``ground_truth/<type>/<stem>_mask.png`` (0/255), the mask
+    that pixel AUROC and AU-PRO count. One line naming the file when the config or a mask is wrong.
+    """
+    fix = "unpack the category again from the MVTec LOCO AD archive"
+    for part in ("train/good", "validation/good", "test/good", *(f"test/{t}" for t in ANOMALY_TYPES)):
+        if not (category / part).is_dir():
+            raise UsageError(f"{category / part}: missing; an MVTec LOCO AD category holds it; {fix}")
+    types = read_defect_types(category)
+    counts = {"defects": 0}
+    for anomaly_type in ANOMALY_TYPES:  # every mask checked where the user's copy holds it, before anything moves
+        union = out / "ground_truth" / anomaly_type
+        union.mkdir(parents=True)
+        for image in sorted(p for p in (category / "test" / anomaly_type).iterdir() if is_image_file(p)):
+            channels = defect_channels(category, anomaly_type, image.stem, types, "ground_truth")
+            counts["defects"] += len(channels)
+            Image.fromarray(union_mask(channels)).save(union / f"{image.stem}_mask.png")
+    for part in ("train", "validation", "test", CONFIG):
+        (category / part).rename(out / part)
+    (category / "ground_truth").rename(out / DEFECTS)
+    return counts

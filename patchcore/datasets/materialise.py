@@ -15,10 +15,11 @@ from pathlib import Path
 from PIL import Image
 
 from patchcore.config import DatasetSpec
-from patchcore.datasets import archive, fetch, sources
+from patchcore.datasets import archive, benchmarks, fetch, sources
 from patchcore.datasets.fetch import file_sha256
 from patchcore.datasets.images import check_pixels, readable
-from patchcore.datasets.layout import PROVENANCE, check_regular, is_data_name, validate_category
+from patchcore.datasets.layout import PROVENANCE, validate_category
+from patchcore.datasets.local_copy import copy_into
 from patchcore.errors import WRITE_FIXES, UsageError
 from patchcore.store.atomic import atomic_dir, write_json
 
@@ -49,31 +50,10 @@ def _unpack_into(archive_path: Path, category: str, tmp: Path, fix: str) -> None
     shutil.rmtree(tmp / ".unpacked")
 
 
-def _copy_into(folder: Path, tmp: Path) -> None:
-    if not folder.is_dir():
-        raise UsageError(
-            f"{folder}: folder not found; it must hold train/good and test/<good|defect type> (MVTec layout)"
-        )
-    # A plain walk rather than shutil.copytree, which would fold a full disk into a generic error.
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if is_data_name(d))
-        for d in dirs:  # a linked folder could loop or lead anywhere: copy it in instead
-            if os.path.islink(Path(top) / d):
-                raise UsageError(
-                    f"{Path(top) / d}: a symbolic link to a folder; put the folder itself there (links to files are followed)"
-                )
-        out = tmp / Path(top).relative_to(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in sorted(files):
-            if is_data_name(name):
-                check_regular(Path(top) / name, "remove it, or put the image file itself there")
-                shutil.copy2(Path(top) / name, out / name)
-
-
 def _mvtec_local(path: Path, category: str, tmp: Path) -> dict:
     if path.is_dir():
         folder = path / category if (path / category).is_dir() else path
-        _copy_into(folder, tmp)
+        copy_into(folder, tmp)
         return {"location": str(folder), "sha256": None}
     elif path.is_file():
         if path.name == sources.MVTEC_FULL_NAME:
@@ -119,6 +99,8 @@ def _download_mvtec(spec: DatasetSpec, category: str) -> tuple[str, Path, str]:
 def _fill(spec: DatasetSpec, category: str, tmp: Path) -> dict:
     """Put the category's files into ``tmp``; return where they came from (location, the archive's sha256)."""
     sha256: str | None
+    if spec.source in sources.BENCHMARKS:
+        return benchmarks.fill(spec, category, tmp, cache_dir())
     if spec.source == "bundled":
         path, sha256 = sources.bundled_archive(category)
         fix = f"restore it with 'git checkout -- {path}'"
@@ -153,7 +135,7 @@ def _fill(spec: DatasetSpec, category: str, tmp: Path) -> dict:
         location, sha256 = str(path), spec.sha256 or file_sha256(path)
     else:  # folder
         folder = Path(str(spec.path)).expanduser() / category
-        _copy_into(folder, tmp)
+        copy_into(folder, tmp)
         return {"location": str(folder), "sha256": None}
     _unpack_into(path, category, tmp, fix)
     return {"location": location, "member": category, "sha256": sha256}
@@ -186,11 +168,14 @@ def run(spec: DatasetSpec, category: str, target: Path) -> dict[str, int]:
             origin = f"{found['location']}:{found['member']}" if "member" in found else found["location"]
             try:
                 counts = validate_category(tmp, decode_fully)
+                for image in benchmarks.extra_images(tmp):
+                    decode_fully(image)
             except UsageError as exc:
                 # Name the user's file, not our temporary copy of it.
                 raise UsageError(str(exc).replace(str(tmp), origin)) from None
             if spec.source == "mvtec":
                 _check_mvtec_counts(category, counts)
+                found["licence"] = sources.MVTEC_LICENCE
             record = {
                 "dataset": spec.name,
                 "category": category,

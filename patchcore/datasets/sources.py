@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchcore.config import DatasetSpec
+from patchcore.datasets import loco, mvtec_ad2, visa
 from patchcore.errors import UsageError
 
 
@@ -120,9 +121,69 @@ def mvtec_category_urls(category: str) -> tuple[str, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Benchmark:
+    """A data set its owners publish as one archive, with its own protocol."""
+
+    title: str
+    archive: str  # the file name of the owners' archive
+    urls: tuple[str, ...]  # current first
+    sha256: str  # of the archive, as the tools that download it check it (the owners publish none)
+    licence: str
+    page: str
+    categories: tuple[str, ...]
+
+
+BENCHMARKS = {
+    # Heckler-Kram et al., "MVTec AD 2", 2025 (arXiv 2503.21622). One archive of 30.5 GiB; the link
+    # moved in 2025, the older one is kept as a fallback (same file, same digest).
+    "mvtec_ad2": Benchmark(
+        "MVTec AD 2",
+        "mvtec_ad_2.tar.gz",
+        (
+            f"{_HOST}/150997/701c90d3aea6588f404936e32a674602/download/466712769-1743429042/mvtec_ad_2.tar.gz",
+            f"{_HOST}/121573/7f68fe2c4f7c2ceaa08f463aaeb2f414/download/466712769-1743422799/mvtec_ad_2.tar.gz",
+        ),
+        "c0ded99ef32bfc8e352d52beb44515e5b292b8598cb963aadfa91ca0763505e4",
+        "CC BY-NC-SA 4.0",
+        "https://www.mvtec.com/research-teaching/datasets/mvtec-ad-2",
+        mvtec_ad2.SCENARIOS,
+    ),
+    # Zou et al., "SPot-the-Difference", ECCV 2022 (amazon-science/spot-diff). Its repository's
+    # LICENSE-DATASET is CC BY 4.0; anomalib's docstring says CC BY-NC-SA 4.0, which nothing upstream says.
+    "visa": Benchmark(
+        "VisA",
+        "VisA_20220922.tar",
+        ("https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar",),
+        "2eb8690c803ab37de0324772964100169ec8ba1fa3f7e94291c9ca673f40f362",
+        "CC BY 4.0",
+        "https://github.com/amazon-science/spot-diff",
+        visa.CATEGORIES,
+    ),
+    # Bergmann et al., "Beyond Dents and Scratches", IJCV 2022.
+    "mvtec_loco": Benchmark(
+        "MVTec LOCO AD",
+        "mvtec_loco_anomaly_detection.tar.xz",
+        (
+            f"{_HOST}/48237/1b9106ccdfbb09a0c414bd49fe44a14a/download/430647091-1646842701/"
+            "mvtec_loco_anomaly_detection.tar.xz",
+        ),
+        "9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687",
+        "CC BY-NC-SA 4.0",
+        "https://www.mvtec.com/company/research/datasets/mvtec-loco",
+        loco.CATEGORIES,
+    ),
+}
+MVTEC_LICENCE = "CC BY-NC-SA 4.0"
+
+
 def known_links() -> dict[str, tuple[str, ...]]:
-    """Every known MVTec AD link, by what it serves (what the monthly link check requests)."""
-    return {"mvtec (full archive)": MVTEC_FULL_URLS, **{f"mvtec/{name}": mvtec_category_urls(name) for name in MVTEC}}
+    """Every known download link, by what it serves (what the monthly link check requests)."""
+    return {
+        "mvtec (full archive)": MVTEC_FULL_URLS,
+        **{f"mvtec/{name}": mvtec_category_urls(name) for name in MVTEC},
+        **{name: b.urls for name, b in BENCHMARKS.items()},
+    }
 
 
 def known_categories(spec: DatasetSpec) -> tuple[str, ...] | None:
@@ -131,6 +192,8 @@ def known_categories(spec: DatasetSpec) -> tuple[str, ...] | None:
         return tuple(BUNDLED)
     if spec.source == "mvtec":
         return tuple(MVTEC)
+    if spec.source in BENCHMARKS:
+        return BENCHMARKS[spec.source].categories
     return None
 
 

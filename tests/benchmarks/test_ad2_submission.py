@@ -90,7 +90,7 @@ def scenario(root, drop=None):
 
 
 def test_a_scenario_is_arranged_in_the_project_layout(tmp_path):
-    from patchcore.benchmarks.mvtec_ad2 import arrange
+    from patchcore.datasets.mvtec_ad2 import arrange
     from patchcore.datasets.layout import list_split
 
     counts = arrange(scenario(tmp_path / "can"), tmp_path / "out")
@@ -118,7 +118,7 @@ def test_a_scenario_is_arranged_in_the_project_layout(tmp_path):
     ],
 )
 def test_a_scenario_missing_a_split_or_mask_is_one_line(tmp_path, drop, needle):
-    from patchcore.benchmarks.mvtec_ad2 import arrange
+    from patchcore.datasets.mvtec_ad2 import arrange
     from patchcore.errors import UsageError
 
     with pytest.raises(UsageError) as refusal:

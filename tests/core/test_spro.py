@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from patchcore.core.localization import area_to, count_pixels
-from patchcore.core.spro import au_spro, defect_counts, saturated_shares, saturation_area
+from patchcore.core.spro import au_spro, saturation_area
 
 
 def reference_au_spro(maps, defects, good_masks, max_fpr):
@@ -59,30 +58,44 @@ def scene():
     return maps, defects, union
 
 
+def per_image(defects, n=3):
+    return [[(mask, sat) for j, mask, sat in defects if j == i] for i in range(n)]
+
+
 @pytest.mark.parametrize("max_fpr", [0.05, 0.3, 1.0])
 def test_au_spro_is_the_owners_definition(scene, max_fpr):
     maps, defects, union = scene
-    counts = count_pixels(np.array(union), np.array(maps), bins=1000)  # few values: every one is a threshold
-    channels = np.concatenate([defect_counts([mask], maps[i], counts.thresholds) for i, mask, _ in defects])
-    shares = saturated_shares(channels, np.array([sat for *_, sat in defects]))
-    got = au_spro(counts.neg, shares, max_fpr)
+    got = au_spro(maps, per_image(defects), max_fpr)
     assert got == pytest.approx(reference_au_spro(maps, defects, union, max_fpr), abs=1e-9)
+
+
+def test_ties_and_overlapping_defects_still_saturate_exactly():
+    rng = np.random.default_rng(5)
+    maps = [rng.integers(0, 4, size=(10, 10)).astype(np.float32) for _ in range(2)]  # many ties
+    a = np.zeros((10, 10), bool)
+    a[1:6, 1:6] = True
+    b = np.zeros((10, 10), bool)
+    b[4:8, 4:8] = True  # overlaps a
+    defects = [(0, a, 7), (0, b, 16), (1, b, 3)]
+    union = [a | b, b]
+    for limit in (0.05, 0.3):
+        got = au_spro(maps, per_image(defects, 2), limit)
+        assert got == pytest.approx(reference_au_spro(maps, defects, union, limit), abs=1e-9)
 
 
 def test_plausible_wrong_definitions_give_other_numbers(scene):
     maps, defects, union = scene
-    counts = count_pixels(np.array(union), np.array(maps), bins=1000)
-    channels = np.concatenate([defect_counts([mask], maps[i], counts.thresholds) for i, mask, _ in defects])
-    right = au_spro(counts.neg, saturated_shares(channels, np.array([s for *_, s in defects])), 0.05)
-    # without saturation: plain PRO over the defect masks
-    unsaturated = au_spro(counts.neg, saturated_shares(channels, channels.sum(axis=1)), 0.05)
-    assert abs(right - unsaturated) > 1e-3
+    right = au_spro(maps, per_image(defects), 0.05)
+    # without saturation: plain PRO over each defect's whole area
+    unsaturated = [(i, mask, int(mask.sum())) for i, mask, _ in defects]
+    assert abs(right - reference_au_spro(maps, unsaturated, union, 0.05)) > 1e-3
+    # an absolute threshold not capped at the defect's area: image 1's 15-pixel defect would need 40 pixels found
+    uncapped = [(i, mask, 40 if i == 1 else s) for i, mask, s in defects]
+    assert abs(au_spro(maps, per_image(defects), 0.3) - au_spro(maps, per_image(uncapped), 0.3)) > 1e-3
     # averaged per image first (image 0 holds two defects, image 1 one), not over every defect alike
-    shares = saturated_shares(channels, np.array([s for *_, s in defects]))
-    per_image = (shares[0] + shares[1]) / 4 + shares[2] / 2
-    fpr = np.cumsum(counts.neg.sum(axis=0)[::-1]) / counts.neg.sum()
-    pooled_per_image = area_to(np.r_[0.0, fpr], np.r_[0.0, per_image[::-1]], 0.05)
-    assert abs(right - pooled_per_image) > 1e-3
+    first = au_spro(maps[:1], per_image(defects, 1)[:1], 0.05)
+    second = au_spro(maps[1:2], [per_image(defects)[1]], 0.05)
+    assert abs(right - (first + second) / 2) > 1e-3
 
 
 def test_saturation_areas():
@@ -90,4 +103,4 @@ def test_saturation_areas():
     assert saturation_area(20, 30, relative=False) == 20  # capped at the defect's area
     assert saturation_area(7, 0.5, relative=True) == 3  # int(), as the owners' code
     with pytest.raises(ValueError, match="at least one pixel"):
-        saturated_shares(np.ones((1, 3), np.int64), np.array([0]))
+        au_spro([np.zeros((2, 2))], [[(np.ones((2, 2), bool), 0)]])

@@ -95,5 +95,5 @@ def test_every_category_has_its_known_links_current_first():
         )
         assert links[0] == f"https://www.mydrive.ch/shares/{c.share}/download/{c.archive_id}/{name}.tar.xz"
     assert sources.known_links()["mvtec (full archive)"][0] == sources.MVTEC_FULL_URLS[0]
-    assert len(sources.known_links()) == 1 + len(sources.MVTEC)
+    assert len(sources.known_links()) == 1 + len(sources.MVTEC) + len(sources.BENCHMARKS)
     assert os.path.basename(sources.MVTEC_FULL_URLS[0]) == sources.MVTEC_FULL_NAME

@@ -57,7 +57,7 @@ def test_a_pictures_defects_are_its_masks_with_their_saturation(tmp_path):
     from patchcore.datasets.loco import defect_channels, union_mask
 
     types = read_defect_types(write(tmp_path, PUSHPINS))
-    folder = tmp_path / "ground_truth/logical_anomalies/005"
+    folder = tmp_path / "defects/logical_anomalies/005"
     folder.mkdir(parents=True)
     first, second = np.zeros((8, 10), np.uint8), np.zeros((8, 10), np.uint8)
     first[1:3, 1:4] = 255  # 6 pixels of an extra pushpin: saturation min(6300, 6)
