@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from patchcore.core.localization import aupro, count_pixels, region_shares  # noqa: E402
 from patchcore.core.metrics import bootstrap, pixel_auroc  # noqa: E402
 from patchcore.core.scoring import NearestBank, score_images  # noqa: E402
-from patchcore.pipeline.scored import SHARD_IMAGES  # noqa: E402
+from patchcore.pipeline.score_rows import SHARD_IMAGES  # noqa: E402
 
 
 def main() -> None:

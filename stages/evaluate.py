@@ -33,9 +33,9 @@ def main(params: Params, category: str, backbone: str) -> str:
         metrics_record,
         model_card,
     )
-    from patchcore.pipeline.loco_metrics import loco_metrics
     from patchcore.pipeline.pictures import decided, write_plots
     from patchcore.pipeline.pixel_metrics import pixel_metrics
+    from patchcore.pipeline.protocols import owners_figures
     from patchcore.pipeline.scored import score
     from patchcore.runtime.patchcore_onnx import CONNECTIVITY
     from patchcore.store import decisions, paths
@@ -58,8 +58,9 @@ def main(params: Params, category: str, backbone: str) -> str:
         chosen, pixel_rule, reasons = choose_thresholds(scored, settings.threshold)
         pixel = pixel_metrics(scored, data_root, bb, settings, None if pixel_rule is None else pixel_rule["threshold"])
         record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), reasons)
-        if record["data"].get("source") == "mvtec_loco":  # the owners' protocol beside the MVTec AD figures
-            record["mvtec_loco"] = loco_metrics(scored, data_root)
+        record.update(
+            owners_figures(record["data"].get("source"), scored, data_root, settings.threshold.pixel_quantile)
+        )
         threshold = None if chosen is None else chosen["threshold"]
         pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
         title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"
@@ -92,6 +93,10 @@ def _said(name: str, record: dict, chosen: dict | None, out: Path) -> str:
                 for kind in ("structural_anomalies", "logical_anomalies", "mean")
             )
         )
+    if "mvtec_ad2" in record and "seg_f1" in record["mvtec_ad2"]:
+        ad2 = record["mvtec_ad2"]
+        f1 = ", ".join(f"{k} {v['seg_f1']}" for k, v in ad2["seg_f1"].items())
+        lines.append(f"MVTec AD 2 test_public: AU-PRO@0.05 {ad2['au_pro_005']}, SegF1 ({f1})")
     if chosen is not None:
         frr = record["threshold_metrics"]["false_reject_rate"]
         lines.append(

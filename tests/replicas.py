@@ -53,7 +53,9 @@ def mvtec_ad2(sample_root: Path, root: Path, scenario: str = "sheet_metal", trai
     for split, kind in (("test_private", "regular"), ("test_private_mixed", "mixed")):
         (base / split).mkdir(parents=True)
         for k in range(OBJECTS[scenario]):  # the published count, as small pictures
-            Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(base / split / f"{k:03d}_{kind}.png")
+            Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
+                base / split / f"{k:03d}_{kind}.png"
+            )
     return root / "mvtec_ad_2"
 
 

@@ -171,7 +171,7 @@ def gate(
 
 @app.command("check-links")
 def check_links(
-    url: list[str] = typer.Option([], "--url", help="check these links instead of every known MVTec AD link"),
+    url: list[str] = typer.Option([], "--url", help="check these links instead of every known download link"),
 ) -> None:
     """Request the first byte of every known download link; exit 1 when one is dead (the monthly workflow)."""
     from patchcore.datasets import fetch, sources
@@ -187,6 +187,41 @@ def check_links(
         fix = f"put the current link first in patchcore/datasets/sources.py (MVTec lists them at {sources.MVTEC_PAGE})"
         typer.echo(f"{dead} dead link(s): {fix}", err=True)
         raise typer.Exit(1)
+
+
+@app.command("ad2-submission")
+def ad2_submission(
+    backbone: str = command.BACKBONE,
+    out: Path = typer.Option(Path("submissions/mvtec_ad2"), "--out", help="the submission folder (replaced whole)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    params_file: Path = command.PARAMS,
+) -> None:
+    """MVTec AD 2: score test_private and test_private_mixed of every scenario of run.categories with its model into
+    the benchmark server's format, check it, and pack <out>.tar.gz when it is complete (exit 2 otherwise)."""
+    from patchcore.apps import submission
+    from patchcore.benchmarks import mvtec_ad2
+
+    written, problems = submission.write(config.load(params_file), backbone, out, device)
+    typer.echo(f"{written} maps written to {out}")
+    _verdict(out, problems, mvtec_ad2.pack)
+
+
+@app.command("ad2-check")
+def ad2_check(folder: Path = typer.Argument(..., help="a submission folder")) -> None:
+    """Check an MVTec AD 2 submission folder as the owners' checker does; exit 2 naming each problem."""
+    from patchcore.benchmarks import mvtec_ad2
+
+    _verdict(folder, mvtec_ad2.problems(folder), None)
+
+
+def _verdict(folder: Path, problems: list[str], pack) -> None:
+    for line in problems[:20]:
+        typer.echo(f"not ready: {line}", err=True)
+    if problems:
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        typer.echo(f"error: {folder}: {len(problems)} problem(s) the server's checker refuses{more}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{folder}: ready to upload" + (f" as {pack(folder)}" if pack else ""))
 
 
 @app.command("plots-report")

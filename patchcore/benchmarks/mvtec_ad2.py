@@ -14,11 +14,17 @@ without gaps, as many as the object's split holds. Nothing else may be in the fo
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
+from patchcore.datasets.images import load_rgb, readable
+from patchcore.datasets.layout import is_image_file
 from patchcore.datasets.mvtec_ad2 import OBJECTS, SPLITS
+from patchcore.model.loaded import Model
 
 MAPS, MASKS = "anomaly_images", "anomaly_images_thresholded"
 
@@ -30,7 +36,6 @@ def expected_names(obj: str, split: str, suffix: str, counts: dict[str, int] = O
 def write_entry(folder: Path, obj: str, split: str, index: int, amap: np.ndarray, threshold: float | None) -> None:
     """One image's map (and its binarised mask when a threshold is given) into the submission folder."""
     import tifffile
-    from PIL import Image
 
     stem = f"{index:03d}_{SPLITS[split]}"
     maps = folder / MAPS / obj / split
@@ -39,7 +44,8 @@ def write_entry(folder: Path, obj: str, split: str, index: int, amap: np.ndarray
     if threshold is not None:
         masks = folder / MASKS / obj / split
         masks.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.where(np.asarray(amap) > threshold, 255, 0).astype(np.uint8)).save(masks / f"{stem}.png")
+        # at or above, as evaluate and the runtime decide a region
+        Image.fromarray(np.where(np.asarray(amap) >= threshold, 255, 0).astype(np.uint8)).save(masks / f"{stem}.png")
 
 
 def _names(path: Path) -> set[str]:
@@ -49,7 +55,6 @@ def _names(path: Path) -> set[str]:
 def problems(folder: Path, counts: dict[str, int] = OBJECTS, read_files: bool = True) -> list[str]:
     """What the server's checker would refuse in ``folder``, one line each (empty: ready to pack and upload)."""
     import tifffile
-    from PIL import Image
 
     found: list[str] = []
     folder = Path(folder)
@@ -95,3 +100,28 @@ def _file_problems(path: Path, suffix: str, tifffile, image_module) -> list[str]
         return []
     except Exception as exc:  # any unreadable file is one line, never a traceback
         return [f"{path}: unreadable ({exc.__class__.__name__})"]
+
+
+def write_scenario(folder: Path, obj: str, data_root: Path, model: Model, pixel_threshold: float | None) -> int:
+    """Every private image of one scenario scored by its model, its map (and mask at ``pixel_threshold``) written."""
+    written = 0
+    for split, kind in SPLITS.items():
+        images = sorted(p for p in (data_root / split).iterdir() if is_image_file(p))
+        for path in tqdm(images, desc=f"{obj} {split}", unit="image"):
+            index = int(path.stem.removesuffix(f"_{kind}"))
+            with readable(path, "the data folder is damaged: rebuild it with 'dvc repro -f -s download'"):
+                image = load_rgb(path)
+            result = model.score([image])[0]
+            write_entry(folder, obj, split, index, result.omap, pixel_threshold)
+            written += 1
+    return written
+
+
+def pack(folder: Path) -> Path:
+    """``<folder>.tar.gz`` with every member under ``<folder name>/``, as the owners' packing script makes it."""
+    archive = folder.with_name(folder.name + ".tar.gz")
+    partial = archive.with_name(archive.name + ".part")
+    with tarfile.open(partial, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    partial.replace(archive)
+    return archive

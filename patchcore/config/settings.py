@@ -102,14 +102,17 @@ class ThresholdSettings(Section):
     holdout_quantile: the ``quantile`` of the held-out good images' scores (no labels needed);
     f1_max: the F1-maximising threshold on the labelled test set (anomalib's adaptive
     threshold; chosen on test labels, so its test F1 is optimistic); fixed: ``value``.
-    The pixel threshold is always label-free: the ``pixel_quantile`` of the held-out good
-    images' map maxima, so that share of good images shows no defect region.
+    The pixel threshold is always label-free: by default (``pixel_method: quantile``) the
+    ``pixel_quantile`` of the held-out good images' map maxima, so that share of good images shows
+    no defect region; ``validation_mean_3std`` is MVTec AD 2's suggested rule, the mean + 3 std of
+    every pixel of the validation split's maps (data sets with a validation split only).
     """
 
     method: ThresholdMethod = "holdout_quantile"
     quantile: Probability = 0.99
     value: PositiveFinite | None = None
     pixel_quantile: Probability = 0.99
+    pixel_method: Literal["quantile", "validation_mean_3std"] = "quantile"
 
     @model_validator(mode="after")
     def _value_for_fixed(self) -> ThresholdSettings:

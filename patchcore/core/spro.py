@@ -6,7 +6,7 @@ defect counts as found. That suits logical anomalies, whose extent is ill-define
 part: any of it flagged finds it). As the owners' evaluation code defines it:
 
 - a defect's saturation area is ``min(threshold, area)`` for an absolute threshold (pixels) and
-  ``int(threshold * area)`` for a relative one (a share of the defect's area);
+  ``int(threshold * area)`` for a relative one (a share of the defect's area): datasets/loco.py;
 - its sPRO at a threshold is ``min(TP / saturation area, 1)``, TP its pixels scored above;
 - the mean sPRO averages every defect of every image alike (not per image);
 - the false-positive rate counts the pixels outside every defect of an image, over all images;
@@ -26,13 +26,6 @@ import numpy as np
 from patchcore.core.localization import area_to
 
 Defects = Sequence[tuple[np.ndarray, int]]  # one image's defects: each mask and its saturation area (pixels)
-
-
-def saturation_area(defect_area: int, threshold: float, relative: bool) -> int:
-    """Pixels of a defect that must be found for its sPRO to reach 1."""
-    if relative:
-        return int(threshold * defect_area)
-    return int(min(threshold, defect_area))
 
 
 def _shares(amap: np.ndarray, defects: Defects) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,11 @@ def _holdout_quantile(held: np.ndarray, held_from: str, quantile: float):
     record = {
         "method": "holdout_quantile",
         "threshold": round(float(np.quantile(held, quantile)), 6),
-        "chosen_on": f"{len(held)} good training images scored out of the bank ({held_from})",
+        "chosen_on": (
+            f"{len(held)} good images of the data set's validation split"
+            if held_from == "validation"
+            else f"{len(held)} good training images scored out of the bank ({held_from})"
+        ),
         "scores_from": int(len(held)),
         "quantile": quantile,
         "threshold_ci95": [None if lo is None else round(lo, 6), None if hi is None else round(hi, 6)],
@@ -168,7 +172,12 @@ def _holdout_quantile(held: np.ndarray, held_from: str, quantile: float):
     if len(held) < FEW_SCORES:
         record["warning"] = (
             f"the threshold comes from only {len(held)} scores (fewer than {FEW_SCORES}): the {quantile:g} quantile "
-            "is in effect one of the few largest; use coreset.holdout_folds to score every training image"
+            "is in effect one of the few largest; "
+            + (
+                "the validation split is small"
+                if held_from == "validation"
+                else "use coreset.holdout_folds to score every training image"
+            )
         )
     return record, ({"threshold_metrics.threshold_ci95": note} if note else {})
 
@@ -185,3 +194,14 @@ def pixel_threshold(map_max: np.ndarray, quantile: float, connectivity: int):
         "scores_from": int(len(map_max)),
         "connectivity": connectivity,
     }, {}
+
+
+def mean_3std_threshold(pixels: dict, images: int, connectivity: int) -> dict:
+    """MVTec AD 2's suggested pixel threshold: the mean + 3 std of every pixel of the validation images' maps."""
+    return {
+        "threshold": round(pixels["mean"] + 3 * pixels["std"], 6),
+        "method": "validation_mean_3std",
+        "of": "every pixel of the validation images' anomaly maps at their own size: mean + 3 std (MVTec AD 2's rule)",
+        "scores_from": images,
+        "connectivity": connectivity,
+    }

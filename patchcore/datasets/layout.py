@@ -14,6 +14,7 @@ from patchcore.errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 GOOD = "good"
+VALIDATION = "validation"  # good images apart from train and test (MVTec AD 2, LOCO): what thresholds are set on
 PROVENANCE = "provenance.json"  # where the download stage's copy came from (beside train/ and test/)
 _JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
@@ -114,7 +115,8 @@ def subset(samples: list[Sample], fraction: float, seed: int = 0) -> list[Sample
 
 
 def list_split(root: Path, split: str) -> list[Sample]:
-    """Samples of ``train`` or ``test`` under a category root, sorted by path (so output rows are stable)."""
+    """Samples of ``train``, ``test`` or ``validation`` (none when the category has no such folder) under a category
+    root, sorted by path (so output rows are stable)."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"data folder {root} not found; run 'patchcore download' (or 'dvc repro') first")
@@ -123,6 +125,8 @@ def list_split(root: Path, split: str) -> list[Sample]:
         if not samples:
             raise UsageError(f"{root / 'train' / GOOD}: no training images; PatchCore needs good images there")
         return samples
+    if split == VALIDATION:
+        return [Sample(p.relative_to(root).as_posix(), 0, GOOD, "") for p in _images(root / VALIDATION / GOOD)]
     if split != "test":
         raise ValueError(split)
     test = root / "test"

@@ -14,13 +14,19 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
-from patchcore.core.spro import saturation_area
 from patchcore.datasets.layout import check_regular, is_image_file
 from patchcore.errors import UsageError
 
 CONFIG = "defects_config.json"
 DEFECTS = "defects"  # the owners' per-defect masks, <type>/<stem>/NNN.png, moved here from ground_truth/
 _MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a larger file is not one
+
+
+def saturation_area(defect_area: int, threshold: float, relative: bool) -> int:
+    """Pixels of a defect that must be found for its sPRO to reach 1 (the owners' evaluation code's rule)."""
+    if relative:
+        return int(threshold * defect_area)
+    return int(min(threshold, defect_area))
 
 
 class DefectType(BaseModel):

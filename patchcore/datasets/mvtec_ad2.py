@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchcore.datasets.layout import check_regular, is_image_file
+from patchcore.datasets.layout import VALIDATION, check_regular, is_image_file
 from patchcore.errors import UsageError
 
 OBJECTS = {  # images in each of the two private splits, per object (2,045 in all)
@@ -27,7 +27,6 @@ SPLITS = {"test_private": "regular", "test_private_mixed": "mixed"}
 
 
 SCENARIOS = tuple(OBJECTS)
-VALIDATION = "validation"
 
 
 def arrange(scenario: Path, out: Path) -> dict[str, int]:

@@ -154,7 +154,7 @@ def _counts(s: Scored) -> dict:
         "train_fraction": float(s.attrs["train_fraction"]),
         "train_images": calibration["train_images"],
         "bank_images": calibration["train_images"]
-        - (calibration["holdout_images"] if calibration["method"] == "split" else 0),
+        - calibration.get("bank_excludes", calibration["holdout_images"] if calibration["method"] == "split" else 0),
         "bank_size": s.bank_size,
         "coreset_ratio": float(s.bank_attrs["coreset_ratio"]),
         "train_patches": int(s.bank_attrs["train_patches"]),
@@ -199,5 +199,12 @@ def choose_thresholds(s: Scored, rule: ThresholdSettings) -> tuple[dict | None, 
         raise UsageError(
             f"params.yaml: 'evaluate.threshold.method' {exc}; use holdout_quantile (no labels needed) or fixed"
         ) from None
+    if rule.pixel_method == "validation_mean_3std":
+        if s.validation_pixels is None:
+            raise UsageError(
+                "params.yaml: 'evaluate.threshold.pixel_method' validation_mean_3std needs a validation split "
+                "(validation/good), which this category has not; use quantile"
+            )
+        return chosen, thresholds.mean_3std_threshold(s.validation_pixels, len(s.held_scores), CONNECTIVITY), reasons
     pixel_rule, pixel_reasons = thresholds.pixel_threshold(s.held_map_max, rule.pixel_quantile, CONNECTIVITY)
     return chosen, pixel_rule, {**reasons, **pixel_reasons}

@@ -17,7 +17,7 @@ from patchcore.backbones import LayerTap, LoadedBackbone, PatchFeatures, geometr
 from patchcore.config import AggregationSettings, BackboneSettings, ExtractSettings
 from patchcore.core import devices
 from patchcore.datasets.images import check_pixels, checked_views, readable
-from patchcore.datasets.layout import Sample, list_split, subset
+from patchcore.datasets.layout import VALIDATION, Sample, list_split, subset
 from patchcore.engines.settings import EngineSettings
 from patchcore.store import h5io
 from patchcore.store.atomic import atomic_path
@@ -110,12 +110,20 @@ def run(
 ) -> dict:
     """Extract both splits; return the image count and the seconds it took (for throughput)."""
     fraction = settings.train_fraction if settings.train_fraction is not None else extract.train_fraction
-    # List and check both splits before any forward pass, so bad data fails before work starts.
-    splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test")}
+    # List and check both splits before any forward pass, so bad data fails before work starts. A validation split
+    # (good images only) follows the test images in test.h5: evaluate scores it like them and sets thresholds on it.
+    validation = list_split(root, VALIDATION)
+    splits = {"train": subset(list_split(root, "train"), fraction), "test": list_split(root, "test") + validation}
     views = {split: count_views(root, samples, settings) for split, samples in splits.items()}
     features = PatchFeatures(LayerTap(loaded.model, settings.layers), settings, aggregation, extract.precision)
     grid = (*geometry(settings).grid, settings.target_dim)
     engine = engine or EngineSettings()
+    identity = {
+        "weights": loaded.weights,
+        "train_fraction": fraction,
+        "channels_last": extract.channels_last,
+    }
+    described = _described(settings, loaded, extract, features, grid, meta, len(validation))
     with contextlib.ExitStack() as stack:
         # both splits reserved before any forward pass, put in place together after the last
         stack.enter_context(output_set([Path(out_dir) / f"{split}.h5" for split in splits]))
@@ -128,26 +136,35 @@ def run(
             stack.enter_context(pool)  # the actors' slots are freed however the stage ends
         started = time.perf_counter()
         for split, samples in splits.items():
-            attrs = {
-                **meta,
-                "split": split,
-                "weights": loaded.weights,
-                "train_fraction": fraction,
-                "channels_last": extract.channels_last,
-                "extract_device": used,
-                "precision": extract.precision,
-                "aggregation": features.attribute(),
-                "fingerprint": fingerprint_attr(
-                    fingerprint(
-                        settings,
-                        loaded.weights,
-                        features.describe(),
-                        grid[:2],
-                        extract.precision,
-                        meta["dataset"],
-                        meta["category"],
-                    )
-                ),
-            }
+            attrs = {**meta, "split": split, **identity, "extract_device": used, **described}
             write_split(Path(out_dir) / f"{split}.h5", samples, grid, batches(root, samples), attrs, views[split])
     return {"images": sum(len(s) for s in splits.values()), "seconds": time.perf_counter() - started}
+
+
+def _described(
+    settings: BackboneSettings,
+    loaded: LoadedBackbone,
+    extract: ExtractSettings,
+    features: PatchFeatures,
+    grid: tuple,
+    meta: dict,
+    validation: int,
+) -> dict:
+    """What a features file's attributes say of how its features were computed (its fingerprint among them)."""
+    return {
+        "precision": extract.precision,
+        "aggregation": features.attribute(),
+        # the coreset then builds no held-out banks: the thresholds come from these images
+        **({"validation_images": validation} if validation else {}),
+        "fingerprint": fingerprint_attr(
+            fingerprint(
+                settings,
+                loaded.weights,
+                features.describe(),
+                grid[:2],
+                extract.precision,
+                meta["dataset"],
+                meta["category"],
+            )
+        ),
+    }

@@ -185,12 +185,15 @@ def _build(train_h5: Path, out: Path, settings: CoresetSettings, fix: str) -> di
 
     With ``holdout_folds`` the bank is built from every training image, and each fold's
     coreset of the other folds (the same selection at the same ratio) is stored as row
-    indices, so evaluate can score every image against a bank that never saw it.
+    indices, so evaluate can score every image against a bank that never saw it. A data set
+    with a validation split (train.h5's ``validation_images``) holds nothing out.
     """
     device = devices.resolve(settings.device, "coreset.device")
     with h5io.reading(train_h5, fix, datasets=("patches", "labels"), attrs=("fingerprint",)) as f:
         patches = f["patches"]
         n_images, starts, per_view = _images(f, train_h5, fix)
+        if int(f.attrs.get("validation_images", 0)):  # the data set's validation split calibrates: hold nothing out
+            settings = settings.model_copy(update={"holdout_fraction": 0.0, "holdout_folds": 0})
         held = holdout_images(n_images, settings.holdout_fraction, settings.seed)
         bank_images = np.setdiff1d(np.arange(n_images), held)
         kept_rows = _rows(bank_images, per_view, starts)

@@ -90,8 +90,8 @@ def scenario(root, drop=None):
 
 
 def test_a_scenario_is_arranged_in_the_project_layout(tmp_path):
-    from patchcore.datasets.mvtec_ad2 import arrange
     from patchcore.datasets.layout import list_split
+    from patchcore.datasets.mvtec_ad2 import arrange
 
     counts = arrange(scenario(tmp_path / "can"), tmp_path / "out")
     assert counts == {

@@ -107,3 +107,23 @@ def test_no_defect_pixel_gives_none_and_mismatched_sizes_are_refused():
     assert full_size.seg_f1(maps, masks, 0.5) is None
     with pytest.raises(ValueError, match="mask"):
         full_size.aupro([np.zeros((4, 5), np.float32)], [np.ones((4, 4), bool)], 0.3)
+
+
+def test_plausible_wrong_definitions_of_mvtec_ad2s_figures_give_other_numbers():
+    # image 0: a large defect found whole, one false pixel; image 1: a 2-pixel defect missed, nothing flagged
+    first, second = np.zeros((6, 6), np.float32), np.zeros((6, 6), np.float32)
+    first_mask, second_mask = np.zeros((6, 6), bool), np.zeros((6, 6), bool)
+    first_mask[:3, :4] = True
+    first[:3, :4], first[5, 5] = 1.0, 1.0
+    second_mask[4, 4:6] = True
+    maps, masks = [first, second], [first_mask, second_mask]
+    pooled = full_size.seg_f1(maps, masks, 0.5)
+    assert pooled == pytest.approx(2 * 12 / (13 + 14))  # TP 12, flagged 13, defective 14, over both images
+    per_image = np.mean([f1_score(m.ravel(), a.ravel() >= 0.5, zero_division=0.0) for a, m in zip(maps, masks)])
+    assert abs(pooled - per_image) > 0.3
+    # AU-PRO up to 0.05 is divided by 0.05: the raw area would be 20 times smaller
+    renormalised = full_size.aupro(maps, masks, 0.05)
+    assert renormalised == pytest.approx(_reference_area(_reference_curve(maps, masks), 0.05))
+    fpr, pro = full_size.pro_curve(maps, masks)
+    raw = np.trapezoid(np.interp(np.linspace(0, 0.05, 2001), fpr, pro), np.linspace(0, 0.05, 2001))
+    assert renormalised > 0.4 and raw < renormalised / 10

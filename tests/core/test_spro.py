@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from patchcore.core.spro import au_spro, saturation_area
+from patchcore.core.spro import au_spro
+from patchcore.datasets.loco import saturation_area
 
 
 def reference_au_spro(maps, defects, good_masks, max_fpr):

@@ -5,16 +5,17 @@ import json
 
 import numpy as np
 import pytest
+import replicas
 from PIL import Image
 
-import replicas
-from helpers import assert_usage_error, edit_params, files_under, run_cli
-from httpserver import ArchiveServer
 from patchcore.config import DatasetSpec
 from patchcore.datasets import materialise, sources
 from patchcore.datasets.fetch import file_sha256
 from patchcore.datasets.layout import list_split, read_provenance
 from patchcore.datasets.mvtec_ad2 import OBJECTS
+
+from helpers import assert_usage_error, edit_params, files_under, run_cli
+from httpserver import ArchiveServer
 
 BUILD = {"mvtec_ad2": replicas.mvtec_ad2, "visa": replicas.visa, "mvtec_loco": replicas.mvtec_loco}
 CATEGORY = {"mvtec_ad2": "sheet_metal", "visa": "candle", "mvtec_loco": "pushpins"}
@@ -49,7 +50,9 @@ def test_a_local_archive_becomes_the_project_layout_with_its_licence(sample_root
             ("logical_anomalies", "ground_truth/logical_anomalies/000_mask.png"),
             ("structural_anomalies", "ground_truth/structural_anomalies/000_mask.png"),
         ]
-        halves = [np.asarray(Image.open(p)) > 0 for p in sorted((target / "defects/structural_anomalies/000").iterdir())]
+        halves = [
+            np.asarray(Image.open(p)) > 0 for p in sorted((target / "defects/structural_anomalies/000").iterdir())
+        ]
         union = np.asarray(Image.open(target / "ground_truth/structural_anomalies/000_mask.png")) == 255
         assert len(halves) == 2 and np.array_equal(halves[0] | halves[1], union) and record["splits"]["defects"] == 3
         assert (target / "defects_config.json").is_file()
@@ -131,5 +134,7 @@ def test_an_unknown_category_names_the_benchmarks_own(project, tmp_path):
 def test_the_owners_links_are_checked_monthly():
     links = sources.known_links()
     for name, known in sources.BENCHMARKS.items():
-        assert links[name] == known.urls and all(u.startswith("https://") and u.endswith(known.archive) for u in known.urls)
+        assert links[name] == known.urls and all(
+            u.startswith("https://") and u.endswith(known.archive) for u in known.urls
+        )
         assert len(known.sha256) == 64 and known.categories

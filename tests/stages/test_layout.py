@@ -24,7 +24,7 @@ RANKS = {
     "engines": 5,
     "model": 6,
     "export": 6,
-    "benchmarks": 6,  # a benchmark's own outputs (MVTec AD 2's submission folder)
+    "benchmarks": 7,  # a benchmark's own outputs from deployed models (MVTec AD 2's submission folder)
     "pipeline": 6,
     "stages": 7,  # the stage commands dvc.yaml runs
     "apps/service": 8,
