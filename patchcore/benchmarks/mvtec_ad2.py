@@ -14,6 +14,7 @@ without gaps, as many as the object's split holds. Nothing else may be in the fo
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from patchcore.datasets.images import load_rgb, readable
 from patchcore.datasets.layout import is_image_file
 from patchcore.datasets.mvtec_ad2 import OBJECTS, SPLITS
+from patchcore.errors import UsageError, optional
 from patchcore.model.loaded import Model
 
 MAPS, MASKS = "anomaly_images", "anomaly_images_thresholded"
@@ -35,7 +37,7 @@ def expected_names(obj: str, split: str, suffix: str, counts: dict[str, int] = O
 
 def write_entry(folder: Path, obj: str, split: str, index: int, amap: np.ndarray, threshold: float | None) -> None:
     """One image's map (and its binarised mask when a threshold is given) into the submission folder."""
-    import tifffile
+    tifffile = optional("tifffile", "writing MVTec AD 2's submission", "benchmarks")
 
     stem = f"{index:03d}_{SPLITS[split]}"
     maps = folder / MAPS / obj / split
@@ -54,7 +56,7 @@ def _names(path: Path) -> set[str]:
 
 def problems(folder: Path, counts: dict[str, int] = OBJECTS, read_files: bool = True) -> list[str]:
     """What the server's checker would refuse in ``folder``, one line each (empty: ready to pack and upload)."""
-    import tifffile
+    tifffile = optional("tifffile", "checking MVTec AD 2's submission", "benchmarks")
 
     found: list[str] = []
     folder = Path(folder)
@@ -108,7 +110,12 @@ def write_scenario(folder: Path, obj: str, data_root: Path, model: Model, pixel_
     for split, kind in SPLITS.items():
         images = sorted(p for p in (data_root / split).iterdir() if is_image_file(p))
         for path in tqdm(images, desc=f"{obj} {split}", unit="image"):
-            index = int(path.stem.removesuffix(f"_{kind}"))
+            named = re.fullmatch(rf"(\d{{3}})_{kind}", path.stem)
+            if named is None:
+                raise UsageError(
+                    f"{path}: not a {split} image's name (NNN_{kind}.png); rebuild the data with 'dvc repro -f -s download'"
+                )
+            index = int(named.group(1))
             with readable(path, "the data folder is damaged: rebuild it with 'dvc repro -f -s download'"):
                 image = load_rgb(path)
             result = model.score([image])[0]

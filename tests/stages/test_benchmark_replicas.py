@@ -106,3 +106,9 @@ def test_ad2_sets_thresholds_on_validation_and_writes_a_checked_submission(proje
     assert len(list((out / MASKS / "sheet_metal/test_private").iterdir())) == 142
     (out / MAPS / "sheet_metal/test_private/000_regular.tiff").unlink()
     assert_usage_error(run_cli("ad2-check", str(out), cwd=project.root), "problem(s)")
+    # a folder of something else is never replaced by a submission
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/notes.txt").write_text("keep")
+    result = run_cli("ad2-submission", "-b", B0, "--out", str(tmp_path / "mine"), cwd=project.root)
+    assert_usage_error(result, "is not a submission folder")
+    assert (tmp_path / "mine/notes.txt").read_text() == "keep"
