@@ -49,14 +49,23 @@ def pro_curve(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[
         inside = flat > 0
         share[start : start + len(flat)][inside] = 1.0 / sizes[flat[inside]]
         regions, start = regions + n, start + len(flat)
+    return overlap_curve(values, truth, share, regions)
+
+
+def overlap_curve(
+    values: np.ndarray, truth: np.ndarray, share: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fpr, mean overlap) from (0, 0), one point per distinct score from the highest down: the false-positive rate
+    over the pixels outside ``truth``, and the sum of the flagged pixels' ``share`` over ``count`` (regions for PRO,
+    defects for sPRO). None without a region or a normal pixel."""
     normal = int((~truth).sum())
-    if regions == 0 or normal == 0:
+    if count == 0 or normal == 0:
         return None
     order = np.argsort(-values, kind="stable")
     fpr = np.cumsum(~truth[order], dtype=np.float64) / normal
-    pro = np.cumsum(share[order]) / regions
+    overlap = np.cumsum(share[order]) / count
     last = np.append(values[order][1:] != values[order][:-1], True)  # the last point at each score
-    return np.r_[0.0, np.minimum(fpr[last], 1.0)], np.r_[0.0, np.minimum(pro[last], 1.0)]
+    return np.r_[0.0, np.minimum(fpr[last], 1.0)], np.r_[0.0, np.minimum(overlap[last], 1.0)]
 
 
 def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], max_fpr: float) -> float | None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from patchcore.core.full_size import overlap_curve
 from patchcore.core.localization import area_to
 
 Defects = Sequence[tuple[np.ndarray, int]]  # one image's defects: each mask and its saturation area (pixels)
@@ -56,14 +57,7 @@ def curve(maps: Sequence[np.ndarray], defects: Sequence[Defects]) -> tuple[np.nd
     values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
     share = np.concatenate([p[0] for p in parts])
     inside = np.concatenate([p[1] for p in parts])
-    normal = int((~inside).sum())
-    if normal == 0:
-        return None
-    order = np.argsort(-values, kind="stable")
-    fpr = np.cumsum(~inside[order], dtype=np.float64) / normal
-    spro = np.cumsum(share[order]) / count
-    last = np.append(values[order][1:] != values[order][:-1], True)  # the last point at each score
-    return np.r_[0.0, np.minimum(fpr[last], 1.0)], np.r_[0.0, np.minimum(spro[last], 1.0)]
+    return overlap_curve(values, inside, share, count)
 
 
 def au_spro(maps: Sequence[np.ndarray], defects: Sequence[Defects], max_fpr: float = 0.05) -> float | None:

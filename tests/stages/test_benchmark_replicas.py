@@ -2,18 +2,17 @@
 one changed key, and the owners' figures in its metrics file; MVTec AD 2's submission written and checked."""
 
 import json
-import shutil
 
 import h5py
 import numpy as np
 import pytest
 import replicas
 import tifffile
-from test_dvc_graph import Project
+from test_dvc_graph import Project, scratch_project
 
 from patchcore.benchmarks.mvtec_ad2 import MAPS, MASKS, problems
 
-from helpers import REPO, assert_usage_error, run_cli
+from helpers import assert_usage_error, run_cli
 
 B0 = "efficientnet_lite0"
 STAGES = ("download", "extract", "coreset", "evaluate", "export")
@@ -22,13 +21,6 @@ STAGES = ("download", "extract", "coreset", "evaluate", "export")
 @pytest.fixture(scope="module")
 def project(sample_root, tmp_path_factory) -> Project:
     base = tmp_path_factory.mktemp("benchmarks")
-    root = base / "proj"
-    root.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        shutil.copy(REPO / name, root / name)
-    for package in ("stages", "patchcore"):
-        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "data/bundled", root / "data/bundled")
     archives = base / "archives"
     archives.mkdir()
     sources = {
@@ -36,8 +28,8 @@ def project(sample_root, tmp_path_factory) -> Project:
         "visa": replicas.visa(sample_root, base / "visa"),  # an unpacked folder
         "mvtec_loco": replicas.pack(replicas.mvtec_loco(sample_root, base / "loco"), archives / "loco.tar.gz"),
     }
-    p = Project(root)
-    p.edit(
+    return scratch_project(
+        base / "proj",
         **{f"download.{name}": {"source": name, "path": str(path)} for name, path in sources.items()},
         **{
             "run.backbones": [B0],
@@ -46,10 +38,6 @@ def project(sample_root, tmp_path_factory) -> Project:
             "evaluate.bootstrap": 20,
         },
     )
-    p.sh("git", "init", "-q")
-    p.sh("dvc", "init", "-q")
-    p.sh("dvc", "config", "core.analytics", "false")
-    return p
 
 
 def _run(project: Project, dataset: str, category: str) -> dict:

@@ -35,14 +35,16 @@ class Project:
     def summary(self) -> dict:
         return json.loads((self.root / "metrics/summary.json").read_text())
 
+    def init(self) -> None:
+        """git and DVC in the copy: `dvc repro` and `dvc exp` need both."""
+        self.sh("git", "init", "-q")
+        self.sh("dvc", "init", "-q")
+        self.sh("dvc", "config", "core.analytics", "false")
 
-@pytest.fixture(scope="module")
-def project(sample_root, tmp_path_factory) -> Project:
-    base = tmp_path_factory.mktemp("dvcgraph")
-    tiny = base / "tiny"
-    small_copy(sample_root, tiny / "widget", train=4, good=1, defective=2)
-    small_copy(sample_root, tiny / "gadget", train=4, good=1, defective=2)
-    root = base / "proj"
+
+def scratch_project(root: Path, **params) -> Project:
+    """A throw-away copy of the pipeline: dvc.yaml, params.yaml (with ``params`` set), the stage code and the bundled
+    data; git and DVC initialised."""
     root.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
@@ -53,7 +55,19 @@ def project(sample_root, tmp_path_factory) -> Project:
     shutil.copytree(REPO / "bench", root / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "README.md", root / "README.md")
     p = Project(root)
-    p.edit(
+    p.edit(**params)
+    p.init()
+    return p
+
+
+@pytest.fixture(scope="module")
+def project(sample_root, tmp_path_factory) -> Project:
+    base = tmp_path_factory.mktemp("dvcgraph")
+    tiny = base / "tiny"
+    small_copy(sample_root, tiny / "widget", train=4, good=1, defective=2)
+    small_copy(sample_root, tiny / "gadget", train=4, good=1, defective=2)
+    p = scratch_project(
+        base / "proj",
         **{
             "download.tiny": {"source": "folder", "path": str(tiny)},
             "run.dataset": "tiny",
@@ -62,11 +76,8 @@ def project(sample_root, tmp_path_factory) -> Project:
             "coreset.holdout_fraction": 0.25,
             "coreset.holdout_folds": 0,
             "evaluate.bootstrap": 20,
-        }
+        },
     )
-    p.sh("git", "init", "-q")
-    p.sh("dvc", "init", "-q")
-    p.sh("dvc", "config", "core.analytics", "false")
     ran = p.repro()
     assert ran == {
         "download@widget",
