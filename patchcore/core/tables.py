@@ -7,6 +7,11 @@ import math
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "aupro", "aupro_005")
 FULL_SIZE = ("pixel_auroc", "aupro", "aupro_005", "seg_f1")  # at each image's own size (MVTec's definition)
 GATED = ("auroc", "aupro", "aupro_005", "seg_f1")  # the endings of the summary keys the gate holds
+# each benchmark's own headline figures (evaluate's blocks; docs/evaluation.md), carried into the summary and averaged
+OWNERS = {
+    "mvtec_ad2": ("au_pro_005", "au_pro_03", "image_auroc_map_max"),
+    "mvtec_loco": ("image_auroc", "au_spro_005", "au_spro_03"),
+}
 SOURCE_OF = {
     "f1_at_threshold": "threshold_metrics.f1",
     "false_reject_rate": "threshold_metrics.false_reject_rate",
@@ -34,6 +39,7 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
             entry[category] = {m: record.get(m) for m in METRICS}
             entry[category]["full_size"] = {m: record.get("full_size", {}).get(m) for m in FULL_SIZE}
             entry[category]["ci95"] = record.get("ci95", {})
+            entry[category].update(_owners(record))
             if record.get("threshold_metrics"):
                 entry[category]["f1_at_threshold"] = record["threshold_metrics"]["f1"]
                 entry[category]["false_reject_rate"] = record["threshold_metrics"].get("false_reject_rate")
@@ -50,8 +56,43 @@ def summarize(dataset: str, results: dict[str, dict[str, dict]]) -> dict:
         full = [r.get("full_size", {}) for r in per_category.values()]
         entry["mean"] = {m: _mean([r.get(m) for r in per_category.values()]) for m in METRICS}
         entry["mean"]["full_size"] = {m: _mean([f.get(m) for f in full]) for m in FULL_SIZE}
+        entry["mean"].update(_owners_mean([entry[c] for c in per_category]))
         summary[backbone] = entry
     return summary
+
+
+def _owners(record: dict) -> dict:
+    """A record's benchmark block, cut to its headline figures: MVTec AD 2's AU-PRO, SegF1 at each pixel threshold and
+    image AUROC; LOCO's structural, logical and mean image AUROC and AU-sPRO. Empty for other data."""
+    found: dict = {}
+    if "au_pro_005" in record.get("mvtec_ad2", {}):
+        block = record["mvtec_ad2"]
+        found["mvtec_ad2"] = {m: block[m] for m in OWNERS["mvtec_ad2"]}
+        found["mvtec_ad2"].update({f"seg_f1_{rule}": v["seg_f1"] for rule, v in block["seg_f1"].items()})
+    if "mvtec_loco" in record:
+        block = record["mvtec_loco"]
+        found["mvtec_loco"] = {
+            kind: {m: block[kind][m] for m in OWNERS["mvtec_loco"]}
+            for kind in ("structural_anomalies", "logical_anomalies", "mean")
+        }
+    return found
+
+
+def _owners_mean(entries: list[dict]) -> dict:
+    """The benchmark figures averaged over the categories that have them (as the owners' tables report them)."""
+    means: dict = {}
+    for name in OWNERS:
+        blocks = [e[name] for e in entries if name in e]
+        if blocks:
+            means[name] = _mean_of(blocks)
+    return means
+
+
+def _mean_of(blocks: list[dict]) -> dict:
+    return {
+        k: _mean_of([b[k] for b in blocks]) if isinstance(v, dict) else _mean([b.get(k) for b in blocks])
+        for k, v in blocks[0].items()
+    }
 
 
 def _mean(values: list) -> float | None:

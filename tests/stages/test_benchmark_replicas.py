@@ -64,6 +64,8 @@ def test_loco_gives_structural_and_logical_apart_and_their_mean(project):
     assert loco["structural_anomalies"]["defects"] == 2 and loco["logical_anomalies"]["defects"] == 1
     mean = (loco["structural_anomalies"]["au_spro_005"] + loco["logical_anomalies"]["au_spro_005"]) / 2
     assert loco["mean"]["au_spro_005"] == pytest.approx(mean, abs=1e-6)
+    summary = project.summary()[B0]  # the summary carries them, averaged over the run's categories
+    assert summary["mean"]["mvtec_loco"]["mean"]["au_spro_005"] == loco["mean"]["au_spro_005"]
     # LOCO has a validation split: thresholds come from it, not from held-out training images
     assert record["calibration"]["method"] == "validation" and record["calibration"]["holdout_images"] == 2
 

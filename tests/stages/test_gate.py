@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from patchcore.core.tables import gate
+from patchcore.core.tables import gate, summarize
 
 from helpers import REPO, run_cli
 
@@ -145,3 +145,47 @@ def test_summary_keeps_nulls_with_their_reasons_and_averages_the_numbers():
         "full_size.seg_f1": "no pixel threshold",
     }
     assert "null_reasons" not in summary["l"]
+
+
+def _loco(structural: float, logical: float) -> dict:
+    kinds = {"structural_anomalies": structural, "logical_anomalies": logical}
+    block = {
+        k: {"image_auroc": v, "au_spro_005": round(v / 2, 6), "au_spro_03": round(v / 3, 6), "images": 3}
+        for k, v in kinds.items()
+    }
+    block["mean"] = {
+        m: (block["structural_anomalies"][m] + block["logical_anomalies"][m]) / 2 for m in block["logical_anomalies"]
+    }
+    return block
+
+
+def test_the_summary_carries_each_benchmarks_figures_and_their_mean_over_categories():
+    common = {"weights": "w", "features": {"patchsize": 3, "border": "zeros", "layer_weighting": "equal"}}
+    loco = {
+        "a": {**common, "image_auroc": 0.9, "mvtec_loco": _loco(0.8, 0.6)},
+        "b": {**common, "image_auroc": 0.7, "mvtec_loco": _loco(0.9, 0.5)},
+        "plain": {**common, "image_auroc": 0.5},  # no block: no key, and out of the benchmark's mean
+    }
+    summary = summarize("mvtec_loco", {"x": loco})["x"]
+    assert summary["a"]["mvtec_loco"]["logical_anomalies"] == {
+        "image_auroc": 0.6,
+        "au_spro_005": 0.3,
+        "au_spro_03": 0.2,
+    }
+    assert "mvtec_loco" not in summary["plain"] and "mvtec_ad2" not in summary["mean"]
+    mean = summary["mean"]["mvtec_loco"]
+    assert mean["structural_anomalies"]["image_auroc"] == 0.85 and mean["logical_anomalies"]["image_auroc"] == 0.55
+    assert mean["mean"]["image_auroc"] == 0.7 and mean["mean"]["au_spro_005"] == 0.35
+    ad2 = {
+        "au_pro_005": 0.3,
+        "au_pro_03": 0.6,
+        "image_auroc_map_max": 0.8,
+        "seg_f1": {
+            "quantile": {"threshold": 2.0, "seg_f1": 0.2},
+            "validation_mean_3std": {"threshold": 3.0, "seg_f1": 0.1},
+        },
+    }
+    one = summarize("mvtec_ad2", {"x": {"can": {**common, "mvtec_ad2": ad2}}})["x"]
+    expected = {"au_pro_005": 0.3, "au_pro_03": 0.6, "image_auroc_map_max": 0.8}
+    expected |= {"seg_f1_quantile": 0.2, "seg_f1_validation_mean_3std": 0.1}
+    assert one["can"]["mvtec_ad2"] == expected and one["mean"]["mvtec_ad2"] == expected
