@@ -58,9 +58,8 @@ def main(params: Params, category: str, backbone: str) -> str:
         chosen, pixel_rule, reasons = choose_thresholds(scored, settings.threshold)
         pixel = pixel_metrics(scored, data_root, bb, settings, None if pixel_rule is None else pixel_rule["threshold"])
         record = metrics_record(scored, bb, settings, pixel, chosen, pixel_rule, read_provenance(data_root), reasons)
-        record.update(
-            owners_figures(record["data"].get("source"), scored, data_root, settings.threshold.pixel_quantile)
-        )
+        source, quantile = record["data"].get("source"), settings.threshold.pixel_quantile
+        record.update(owners_figures(source, scored, data_root, quantile, pixel.full_size, settings.max_fpr))
         threshold = None if chosen is None else chosen["threshold"]
         pixel_threshold = None if pixel_rule is None else pixel_rule["threshold"]
         title = f"{record['dataset']}/{record['category']} x {bb.name} ({record['weights']})"

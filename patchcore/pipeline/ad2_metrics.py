@@ -25,8 +25,10 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def ad2_metrics(s: Scored, data_root: Path, pixel_quantile: float) -> dict:
-    """``pixel_quantile``: evaluate.threshold's, the quantile of the validation maps' maxima."""
+def ad2_metrics(s: Scored, data_root: Path, pixel_quantile: float, full: dict, max_fpr: float) -> dict:
+    """``pixel_quantile``: evaluate.threshold's, the quantile of the validation maps' maxima; ``full``: the full-size
+    pixel metrics evaluate already computed on the same maps and masks (their AU-PRO up to 0.05 and ``max_fpr``), so
+    the sort over every test pixel is not done again."""
     if s.validation_pixels is None:
         return {"null_reason": "no validation split (validation/good): MVTec AD 2's thresholds come from it alone"}
     maps = [s.full_map(i) for i in range(len(s.labels))]
@@ -44,8 +46,8 @@ def ad2_metrics(s: Scored, data_root: Path, pixel_quantile: float) -> dict:
     return {
         "test": "test_public",
         "thresholds_from": f"validation/good ({len(s.held_scores)} images)",
-        "au_pro_005": _rounded(full_size.aupro(maps, masks, 0.05)),
-        "au_pro_03": _rounded(full_size.aupro(maps, masks, 0.3)),
+        "au_pro_005": full["aupro_005"],
+        "au_pro_03": full["aupro"] if max_fpr == 0.3 else _rounded(full_size.aupro(maps, masks, 0.3)),
         "image_auroc_map_max": _rounded(image_auroc(s.labels, np.array([m.max() for m in maps]))) if both else None,
         "seg_f1": {
             name: {
